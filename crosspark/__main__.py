@@ -1,0 +1,3 @@
+from crosspark.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The lot system (车场系统): gate decisions, local store, card cache, outbox, statement intake."""

@@ -1,0 +1,1 @@
+"""The money side of the platform: passage ingest, tariffs, statements, reconciliation, disputes."""
