@@ -73,9 +73,8 @@ def platform_serve(
         raise click.ClickException(str(exc)) from None
     if metrics_listen:
         serve_metrics(metrics_listen)
-    # A line a supervisor (or a test) can wait for.
-    click.echo(f"platform listening on {running.address}", err=True)
-    run_until_signalled(running.stop)
+    # The line a supervisor (or a test) waits for, printed once SIGTERM is handled.
+    run_until_signalled(running.stop, on_ready=lambda: click.echo(f"platform listening on {running.address}", err=True))
 
 
 @cli.group()
@@ -124,6 +123,9 @@ def bench(names: tuple[str, ...], quick: bool, as_json: bool, list_only: bool) -
     unknown = [n for n in names if n not in available]
     if unknown:
         raise click.ClickException(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    from crosspark import logs
+
+    logs.configure("warning", "console")  # servers started by benchmarks keep quiet
     sys.path.insert(0, str(bench_dir))
     failed = []
     for name in names or available:

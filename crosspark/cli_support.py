@@ -42,13 +42,20 @@ def config_option(section: str) -> Callable[[Callable[..., Any]], Callable[..., 
         table = _load_toml(value).get(section, {})
         if not isinstance(table, dict):
             raise click.BadParameter(f"[{section}] in {value} is not a table", param_hint="--config")
-        known = {p.name for p in ctx.command.params if p.name}
+        # Settings are named like the flags (``tls-dir`` or ``tls_dir`` for ``--tls-dir``).
+        known = {
+            opt.lstrip("-").replace("-", "_"): param.name
+            for param in ctx.command.params
+            if isinstance(param, click.Option) and param.name and param.expose_value
+            for opt in param.opts
+            if opt.startswith("--")
+        }
         defaults = {}
         for key, item in table.items():
-            name = key.replace("-", "_")
-            if name not in known or name == "config":
+            name = known.get(key.replace("-", "_"))
+            if name is None:
                 raise click.BadParameter(
-                    f"[{section}] in {value}: unknown setting {key!r} (known: {', '.join(sorted(known - {'config'}))})",
+                    f"[{section}] in {value}: unknown setting {key!r} (known: {', '.join(sorted(known))})",
                     param_hint="--config",
                 )
             defaults[name] = item

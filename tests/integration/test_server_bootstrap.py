@@ -138,3 +138,19 @@ def test_admin_token_env_is_not_a_lot_token(tmp_path: Path) -> None:
     with running_platform(tmp_path) as platform:
         token = insert_lot(platform, "lot-x")
         assert token != ADMIN_TOKEN
+
+
+def test_metrics_endpoint_counts_rpcs(tmp_path: Path) -> None:
+    import urllib.request
+
+    from crosspark.metrics import serve_metrics
+
+    with running_platform(tmp_path) as platform:
+        health_pb2_grpc.HealthStub(channel_to(platform)).Check(health_pb2.HealthCheckRequest())
+        with pytest.raises(grpc.RpcError):
+            from crosspark.v1 import admin_pb2
+
+            admin_pb2_grpc.AdminServiceStub(channel_to(platform, token="wrong")).ListLots(admin_pb2.ListLotsRequest())
+        port = serve_metrics("127.0.0.1:0")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'crosspark_rpc_total{code="UNAUTHENTICATED",method="/crosspark.v1.AdminService/ListLots"}' in body

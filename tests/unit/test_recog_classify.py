@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from crosspark.plate import ALPHABET
+from recognition_core.classify import GLYPH_SHAPE, CharClassifier, load_classifier, prepare_glyph
+
+K = len(ALPHABET)
+
+
+def random_params(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {"alphabet": np.array(ALPHABET)}
+    c_in = 1
+    for i, c_out in enumerate((4, 6, 8), start=1):
+        params[f"conv{i}_w"] = rng.normal(0, 0.5, (9 * c_in, c_out)).astype(np.float32)
+        params[f"conv{i}_b"] = rng.normal(0, 0.1, c_out).astype(np.float32)
+        c_in = c_out
+    params["fc1_w"] = rng.normal(0, 0.2, (4 * 2 * 8, 10)).astype(np.float32)
+    params["fc1_b"] = rng.normal(0, 0.1, 10).astype(np.float32)
+    params["fc2_w"] = rng.normal(0, 0.2, (10, K)).astype(np.float32)
+    params["fc2_b"] = rng.normal(0, 0.1, K).astype(np.float32)
+    return params
+
+
+def reference_forward(params: dict[str, np.ndarray], glyphs: np.ndarray) -> np.ndarray:
+    """The same network written as plain loops: 3x3 'same' convolution, ReLU, 2x2 max-pool."""
+    x = glyphs.astype(np.float64)[..., None] / 255.0 - 0.5
+    for i in (1, 2, 3):
+        n, h, w, c = x.shape
+        weights = params[f"conv{i}_w"].reshape(3, 3, c, -1)
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        y = np.zeros((n, h, w, weights.shape[-1])) + params[f"conv{i}_b"]
+        for dy in range(3):
+            for dx in range(3):
+                y += np.einsum("nhwc,co->nhwo", padded[:, dy : dy + h, dx : dx + w], weights[dy, dx])
+        y = np.maximum(y, 0)
+        x = y.reshape(n, h // 2, 2, w // 2, 2, -1).max(axis=(2, 4))
+    hidden = np.maximum(x.reshape(len(x), -1) @ params["fc1_w"] + params["fc1_b"], 0)
+    logits = hidden @ params["fc2_w"] + params["fc2_b"]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_numpy_forward_matches_the_loop_reference():
+    params = random_params(0)
+    glyphs = np.random.default_rng(1).integers(0, 256, (5, *GLYPH_SHAPE), dtype=np.uint8)
+    got = CharClassifier(params).predict_proba(glyphs)
+    assert np.allclose(got, reference_forward(params, glyphs), atol=1e-5)
+
+
+def test_classifier_refuses_weights_for_another_alphabet():
+    params = random_params(0)
+    params["alphabet"] = np.array(ALPHABET[:-1])
+    with pytest.raises(ValueError):
+        CharClassifier(params)
+
+
+def test_prepare_glyph_gives_the_glyph_shape_in_uint8():
+    cut = np.random.default_rng(2).integers(0, 256, (23, 11), dtype=np.uint8)
+    glyph = prepare_glyph(cut)
+    assert glyph.shape == GLYPH_SHAPE and glyph.dtype == np.uint8
+
+
+def test_prepare_glyph_trims_dark_margins_and_fills_the_height():
+    cut = np.zeros((60, 60), np.uint8)
+    cut[10:50, 25:45] = 255  # a 40 x 20 bright bar in a wide dark frame
+    glyph = prepare_glyph(cut)
+    assert glyph[:, 8].min() > 200  # the bar spans the whole height after trimming
+
+
+def test_prepare_glyph_keeps_a_narrow_character_narrow():
+    cut = np.zeros((40, 20), np.uint8)
+    cut[:, 8:12] = 255  # a '1'
+    glyph = prepare_glyph(cut)
+    assert (glyph.max(axis=0) > 128).sum() <= 4
+
+
+def test_prepare_glyph_accepts_a_flat_cut():
+    glyph = prepare_glyph(np.full((10, 5), 77, np.uint8))
+    assert glyph.shape == GLYPH_SHAPE
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (4, 4, 3)])
+def test_prepare_glyph_rejects_anything_but_a_2d_cut(shape):
+    with pytest.raises(ValueError):
+        prepare_glyph(np.zeros(shape, np.uint8))
+
+
+def test_shipped_classifier_is_loaded_once():
+    assert load_classifier() is load_classifier()
+
+
+def test_shipped_classifier_gives_one_distribution_per_glyph():
+    glyphs = np.random.default_rng(3).integers(0, 256, (8, *GLYPH_SHAPE), dtype=np.uint8)
+    proba = load_classifier().predict_proba(glyphs)
+    assert proba.shape == (8, K) and proba.dtype == np.float32
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_shipped_classifier_accepts_an_empty_batch():
+    assert load_classifier().predict_proba(np.zeros((0, *GLYPH_SHAPE), np.uint8)).shape == (0, K)
+
+
+def test_shipped_classifier_rejects_glyphs_of_another_size():
+    with pytest.raises(ValueError):
+        load_classifier().predict_proba(np.zeros((2, 24, 12), np.uint8))

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from crosspark.identity import PlateColor
+from recognition_core.color import is_dark_text, plate_color
+from recognition_core.synth import FontMissingError, random_plate, render_plate
+
+try:
+    render_plate("京A12345", PlateColor.BLUE)
+except FontMissingError as exc:  # pragma: no cover - depends on the machine
+    pytest.skip(f"plate fonts not installed ({exc}); run recognition_core/train/fonts.sh", allow_module_level=True)
+
+
+def rendered(color: PlateColor, seed: int, px_per_mm: float = 0.4) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    text, _ = random_plate(rng, color)
+    return render_plate(text, color, px_per_mm=px_per_mm, rng=rng).image
+
+
+@pytest.mark.parametrize("color", list(PlateColor))
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_plate_color_of_a_rendered_plate_is_its_colour(color, seed):
+    got, confidence = plate_color(rendered(color, seed))
+    assert got is color
+    assert 0.0 <= confidence <= 1.0
+
+
+@pytest.mark.parametrize("color", list(PlateColor))
+def test_plate_color_holds_on_a_small_plate(color):
+    assert plate_color(rendered(color, 7, px_per_mm=0.2))[0] is color
+
+
+@pytest.mark.parametrize("color", list(PlateColor))
+@pytest.mark.parametrize("gain", [0.6, 1.2])
+def test_plate_color_holds_under_dimmer_or_brighter_light(color, gain):
+    image = np.clip(rendered(color, 11).astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    assert plate_color(image)[0] is color
+
+
+def test_plate_color_reads_a_dim_desaturated_blue_plate_as_blue():
+    image = np.full((40, 130, 3), (95, 75, 60), np.uint8)  # BGR: a blue plate in the shade
+    image[10:30, 10:120:12] = 200
+    assert plate_color(image)[0] is PlateColor.BLUE
+
+
+def test_plate_color_rejects_a_gray_image():
+    with pytest.raises(ValueError):
+        plate_color(np.zeros((30, 100), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("color", "dark"),
+    [
+        (PlateColor.BLUE, False),
+        (PlateColor.BLACK, False),
+        (PlateColor.YELLOW, True),
+        (PlateColor.WHITE, True),
+        (PlateColor.GREEN, True),
+        (PlateColor.YELLOW_GREEN, True),
+        (PlateColor.BLUE_WHITE, True),
+    ],
+)
+def test_is_dark_text_follows_the_plate_colours(color, dark):
+    assert is_dark_text(color) is dark
