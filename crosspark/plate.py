@@ -17,6 +17,9 @@ LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, no O
 DIGITS = "0123456789"
 SPECIAL_SUFFIXES = "学警挂港澳领使"
 NEW_ENERGY_MARKS = "DF"
+#: Hong Kong and Macau cross-border plates (black) are issued by Guangdong's 粤Z office only.
+CROSS_BORDER_SUFFIXES = "港澳"
+CROSS_BORDER_PREFIX = "粤Z"
 #: Every character that can appear on a plate, in a fixed order (the classifier's alphabet).
 ALPHABET = PROVINCES + LETTERS + DIGITS + SPECIAL_SUFFIXES
 
@@ -52,7 +55,11 @@ def normalize(raw: str) -> str:
 
 
 def validate(plate: str) -> None:
-    """Raise ``PlateError`` naming the rule ``plate`` (already normalised) breaks."""
+    """Raise ``PlateError`` naming the rule ``plate`` (already normalised) breaks.
+
+    Rules (stable codes in ``PlateError.rule``): ``empty``, ``province``, ``length``, ``authority``,
+    ``serial``, ``suffix``, ``cross_border`` (港/澳 plates are 粤Z…), ``new_energy``.
+    """
     if not plate:
         raise PlateError(plate, "empty", "empty plate")
     if plate[0] not in _PROVINCE_SET:
@@ -72,6 +79,10 @@ def validate(plate: str) -> None:
         if last not in _ALNUM_SET and last not in SPECIAL_SUFFIXES:
             raise PlateError(
                 plate, "suffix", f"last character {last!r} is neither a letter, a digit nor one of {SPECIAL_SUFFIXES}"
+            )
+        if last in CROSS_BORDER_SUFFIXES and plate[:2] != CROSS_BORDER_PREFIX:
+            raise PlateError(
+                plate, "cross_border", f"a {last} plate is issued as {CROSS_BORDER_PREFIX}…, not {plate[:2]}…"
             )
         return
     if _SMALL_NEW_ENERGY.fullmatch(body) or _LARGE_NEW_ENERGY.fullmatch(body):
@@ -101,6 +112,28 @@ def is_valid(plate: str) -> bool:
 
 def is_new_energy(plate: str) -> bool:
     return len(plate) == 8
+
+
+#: Kind of each special last character (GA 36).
+_SUFFIX_KINDS = {
+    "学": "coach",
+    "警": "police",
+    "挂": "trailer",
+    "港": "hong_kong",
+    "澳": "macau",
+    "领": "consulate",
+    "使": "embassy",
+}
+
+
+def kind(plate: str) -> str:
+    """The kind of a valid plate: ``regular``, ``new_energy_small``, ``new_energy_large``, or the
+    special kind its last character names (``coach``, ``police``, ``trailer``, ``hong_kong``,
+    ``macau``, ``consulate``, ``embassy``)."""
+    validate(plate)
+    if len(plate) == 8:
+        return "new_energy_small" if plate[2] in NEW_ENERGY_MARKS else "new_energy_large"
+    return _SUFFIX_KINDS.get(plate[-1], "regular")
 
 
 def usual_colors(plate: str) -> frozenset[PlateColor]:

@@ -1,0 +1,348 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3
+"""Localisation kernels: per-pixel plate cues, region labelling with moments, row texture, shear.
+
+The pure NumPy twins live in ``recognition_core/_reference.py``; the tests hold the two equal.
+"""
+
+import numpy as np
+
+from libc.stdint cimport int32_t, uint8_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+# Columns of the region statistics returned by ``label_regions``.
+STAT_AREA = 0
+STAT_X0 = 1
+STAT_Y0 = 2
+STAT_X1 = 3
+STAT_Y1 = 4
+STAT_SX = 5
+STAT_SY = 6
+STAT_SXX = 7
+STAT_SYY = 8
+STAT_SXY = 9
+N_STATS = 10
+
+
+def cue_maps(const uint8_t[:, :, ::1] bgr, const uint8_t[::1] table, uint8_t[:, ::1] colour,
+             uint8_t[:, ::1] edge):
+    """Fill ``colour`` with per-pixel colour flags (looked up in ``table``, indexed by the 15-bit
+    colour b>>3 << 10 | g>>3 << 5 | r>>3; ``recognition_core.locate.colour_table`` builds it)
+    and ``edge`` with the vertical-edge strength: |Sobel-x| of the luma, divided by 4 and clipped
+    to 255 (border pixels 0).
+
+    Sobel-x on luma Y, the 3×3 stencil   -1 0 +1
+                                         -2 0 +2
+                                         -1 0 +1
+    """
+    cdef Py_ssize_t h = bgr.shape[0], w = bgr.shape[1], y, x
+    cdef const uint8_t* lut
+    cdef const uint8_t* src
+    cdef const uint8_t* up
+    cdef const uint8_t* mid
+    cdef const uint8_t* down
+    cdef uint8_t* lrow
+    cdef uint8_t* crow
+    cdef uint8_t* erow
+    cdef int gx, b, g, r
+    if table.shape[0] != 32768:
+        raise ValueError("cue_maps needs a 32768-entry colour table")
+    if colour.shape[0] != h or colour.shape[1] != w or edge.shape[0] != h or edge.shape[1] != w:
+        raise ValueError("output maps must have the image's shape")
+    if h == 0 or w == 0:
+        return
+    lut = &table[0]
+    luma_arr = np.empty((h, w), dtype=np.uint8)
+    cdef uint8_t[:, ::1] luma = luma_arr
+    with nogil:
+        for y in range(h):
+            src = &bgr[y, 0, 0]
+            crow = &colour[y, 0]
+            lrow = &luma[y, 0]
+            for x in range(w):
+                b = src[3 * x]
+                g = src[3 * x + 1]
+                r = src[3 * x + 2]
+                crow[x] = lut[((b >> 3) << 10) | ((g >> 3) << 5) | (r >> 3)]
+                lrow[x] = <uint8_t> luma_of(b, g, r)
+        for y in range(h):
+            erow = &edge[y, 0]
+            for x in range(w):
+                erow[x] = 0
+        if h >= 3 and w >= 3:
+            for y in range(1, h - 1):
+                up = &luma[y - 1, 0]
+                mid = &luma[y, 0]
+                down = &luma[y + 1, 0]
+                erow = &edge[y, 0]
+                for x in range(1, w - 1):
+                    gx = (<int> up[x + 1] - <int> up[x - 1]) + 2 * (<int> mid[x + 1] - <int> mid[x - 1]) \
+                        + (<int> down[x + 1] - <int> down[x - 1])
+                    if gx < 0:
+                        gx = -gx
+                    gx >>= 2
+                    erow[x] = <uint8_t> (gx if gx < 255 else 255)
+
+
+cdef inline int luma_of(int b, int g, int r) noexcept nogil:
+    return (29 * b + 150 * g + 77 * r) >> 8
+
+
+cdef inline Py_ssize_t find_root(Py_ssize_t* parent, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t root = i, nxt
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:  # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+cdef inline Py_ssize_t join(Py_ssize_t* parent, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    a = find_root(parent, a)
+    b = find_root(parent, b)
+    if a < b:
+        parent[b] = a
+        return a
+    parent[a] = b
+    return b
+
+
+cdef inline double sum_to(double n) noexcept nogil:
+    """0 + 1 + … + n."""
+    return n * (n + 1.0) / 2.0
+
+
+cdef inline double sum_sq_to(double n) noexcept nogil:
+    """0² + 1² + … + n²."""
+    return n * (n + 1.0) * (2.0 * n + 1.0) / 6.0
+
+
+def label_regions(const uint8_t[:, ::1] mask, int32_t[:, ::1] labels=None):
+    """8-connected components of ``mask != 0``, numbered 1..n in raster order of their first pixel.
+
+    Returns an (n, N_STATS) float64 array: area, x0, y0, x1, y1 (inclusive), and the raw moments
+    Σx, Σy, Σx², Σy², Σxy (the deskew angle and the rectangle come from these); fills ``labels``
+    when given.
+
+    Works on runs (horizontal stretches of foreground), not pixels. A run joins every run of the
+    previous row that touches it, diagonals included:
+
+        prev row   ....#####.....##
+        this row   ..###....###....      both upper runs touch: start ≤ end + 1, end + 1 ≥ start
+
+    Union–find keeps the smallest run id as root, so roots come in raster order.
+    """
+    cdef Py_ssize_t h = mask.shape[0], w = mask.shape[1]
+    cdef bint want_labels = labels is not None
+    if want_labels and (labels.shape[0] != h or labels.shape[1] != w):
+        raise ValueError("labels must have the mask's shape")
+    if h == 0 or w == 0:
+        return np.zeros((0, N_STATS), dtype=np.float64)
+    cdef Py_ssize_t cap = h * ((w + 1) // 2) + 1
+    cdef int32_t* start = <int32_t*> malloc(cap * sizeof(int32_t))
+    cdef int32_t* stop = <int32_t*> malloc(cap * sizeof(int32_t))  # inclusive
+    cdef int32_t* row_of = <int32_t*> malloc(cap * sizeof(int32_t))
+    cdef Py_ssize_t* parent = <Py_ssize_t*> malloc(cap * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* final = NULL
+    cdef Py_ssize_t n_runs = 0, n = 0, y, x, i, j, prev_lo = 0, prev_hi = 0, cur_lo, k, r
+    cdef const uint8_t* mrow
+    cdef int32_t* lrow
+    cdef unsigned long long word
+    if start == NULL or stop == NULL or row_of == NULL or parent == NULL:
+        free(start); free(stop); free(row_of); free(parent)
+        raise MemoryError()
+    try:
+        with nogil:
+            for y in range(h):
+                mrow = &mask[y, 0]
+                cur_lo = n_runs
+                x = 0
+                while x < w:
+                    # skip background eight bytes at a time
+                    while x + 8 <= w:
+                        memcpy(&word, mrow + x, 8)
+                        if word != 0:
+                            break
+                        x += 8
+                    while x < w and mrow[x] == 0:
+                        x += 1
+                    if x >= w:
+                        break
+                    start[n_runs] = <int32_t> x
+                    while x < w and mrow[x] != 0:
+                        x += 1
+                    stop[n_runs] = <int32_t> (x - 1)
+                    row_of[n_runs] = <int32_t> y
+                    parent[n_runs] = n_runs
+                    n_runs += 1
+                # join with the touching runs of the previous row (both lists are sorted)
+                j = prev_lo
+                for i in range(cur_lo, n_runs):
+                    while j < prev_hi and stop[j] + 1 < start[i]:
+                        j += 1
+                    k = j
+                    while k < prev_hi and start[k] <= stop[i] + 1:
+                        join(parent, i, k)
+                        k += 1
+                prev_lo = cur_lo
+                prev_hi = n_runs
+            final = <Py_ssize_t*> malloc((n_runs + 1) * sizeof(Py_ssize_t))
+            if final != NULL:
+                for i in range(n_runs):
+                    r = find_root(parent, i)
+                    if r == i:
+                        final[i] = n
+                        n += 1
+                    else:
+                        final[i] = final[r]
+        if final == NULL:
+            raise MemoryError()
+        stats_arr = np.zeros((n, N_STATS), dtype=np.float64)
+        stats_arr[:, STAT_X0] = w
+        stats_arr[:, STAT_Y0] = h
+        stats_arr[:, STAT_X1] = -1
+        stats_arr[:, STAT_Y1] = -1
+        _run_stats(start, stop, row_of, final, n_runs, stats_arr)
+        if want_labels:
+            _paint_labels(start, stop, row_of, final, n_runs, labels)
+        return stats_arr
+    finally:
+        free(start)
+        free(stop)
+        free(row_of)
+        free(parent)
+        free(final)
+
+
+cdef void _run_stats(const int32_t* start, const int32_t* stop, const int32_t* row_of, const Py_ssize_t* final,
+                     Py_ssize_t n_runs, double[:, ::1] stats) noexcept:
+    cdef Py_ssize_t i
+    cdef double a, b, fy, ln, sx
+    cdef double* st
+    with nogil:
+        for i in range(n_runs):
+            st = &stats[final[i], 0]
+            a = start[i]
+            b = stop[i]
+            fy = row_of[i]
+            ln = b - a + 1.0
+            sx = sum_to(b) - sum_to(a - 1.0)
+            st[0] += ln
+            if a < st[1]:
+                st[1] = a
+            if fy < st[2]:
+                st[2] = fy
+            if b > st[3]:
+                st[3] = b
+            if fy > st[4]:
+                st[4] = fy
+            st[5] += sx
+            st[6] += fy * ln
+            st[7] += sum_sq_to(b) - sum_sq_to(a - 1.0)
+            st[8] += fy * fy * ln
+            st[9] += fy * sx
+
+
+cdef void _paint_labels(const int32_t* start, const int32_t* stop, const int32_t* row_of, const Py_ssize_t* final,
+                        Py_ssize_t n_runs, int32_t[:, ::1] labels) noexcept:
+    cdef Py_ssize_t h = labels.shape[0], w = labels.shape[1], i, y, x
+    cdef int32_t* lrow
+    cdef int32_t v
+    with nogil:
+        for y in range(h):
+            lrow = &labels[y, 0]
+            for x in range(w):
+                lrow[x] = 0
+        for i in range(n_runs):
+            lrow = &labels[row_of[i], 0]
+            v = <int32_t> (final[i] + 1)
+            for x in range(start[i], stop[i] + 1):
+                lrow[x] = v
+
+
+def row_transitions(const uint8_t[:, ::1] gray, int contrast):
+    """Per row, how often the pixels cross between bright and dark around the row's mean, with a
+    hysteresis of ±``contrast`` (a row through plate characters crosses about 14 times)."""
+    cdef Py_ssize_t h = gray.shape[0], w = gray.shape[1], y, x
+    cdef long total
+    cdef int mean, state, v, count
+    out = np.zeros(h, dtype=np.int32)
+    cdef int32_t[::1] res = out
+    with nogil:
+        for y in range(h):
+            if w == 0:
+                continue
+            total = 0
+            for x in range(w):
+                total += gray[y, x]
+            mean = <int> (total / w)
+            state = -1
+            count = 0
+            for x in range(w):
+                v = gray[y, x]
+                if v > mean + contrast:
+                    if state == 0:
+                        count += 1
+                    state = 1
+                elif v < mean - contrast:
+                    if state == 1:
+                        count += 1
+                    state = 0
+            res[y] = count
+    return out
+
+
+def shear_scores(const uint8_t[:, ::1] binary, const double[::1] shears):
+    """For each shear s, the sum of squared column counts of ``binary != 0`` after moving every
+    pixel to x + s·(y − h/2), rounded; upright strokes give the sharpest (largest) projection.
+
+    Each row is added whole into the column histogram at its own offset (a vectorisable loop):
+        row y ──────▶ hist[x + round(s·(y − h/2)) + margin]
+    """
+    cdef Py_ssize_t h = binary.shape[0], w = binary.shape[1], n = shears.shape[0], i, y, x, xs, margin
+    cdef double s, yc = h / 2.0, acc, smax = 0.0
+    cdef const uint8_t* row
+    cdef int32_t* hp
+    for i in range(n):
+        if abs(shears[i]) > smax:
+            smax = abs(shears[i])
+    margin = <Py_ssize_t> (smax * h + 2)
+    cdef Py_ssize_t span = w + 2 * margin
+    out = np.zeros(n, dtype=np.float64)
+    cdef double[::1] res = out
+    hist_arr = np.zeros(span, dtype=np.int32)
+    cdef int32_t[::1] hist = hist_arr
+    if h == 0 or w == 0:
+        return out
+    with nogil:
+        for i in range(n):
+            s = shears[i]
+            for x in range(span):
+                hist[x] = 0
+            for y in range(h):
+                xs = <Py_ssize_t> round_half_even(s * (y - yc)) + margin
+                row = &binary[y, 0]
+                hp = &hist[xs]
+                for x in range(w):
+                    hp[x] += row[x] != 0
+            acc = 0.0
+            for x in range(span):
+                acc += <double> hist[x] * <double> hist[x]
+            res[i] = acc
+    return out
+
+
+cdef inline double round_half_even(double v) noexcept nogil:
+    """NumPy's rounding (half to even), so the kernel and its reference shift rows alike."""
+    cdef double f = <double> (<long long> v)
+    if v < 0 and f != v:
+        f -= 1.0
+    cdef double frac = v - f
+    if frac > 0.5:
+        return f + 1.0
+    if frac < 0.5:
+        return f
+    return f if (<long long> f) % 2 == 0 else f + 1.0

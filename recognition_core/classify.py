@@ -1,0 +1,136 @@
+"""Character classification (字符识别): one plate character image → probabilities over the plate alphabet.
+
+A small convolutional network (three 3×3 conv + max-pool stages, two dense layers) whose weights ship
+as ``weights/chars.npz`` and are produced by ``python -m recognition_core.train``. The forward pass is
+plain NumPy (im2col + one matrix product per layer), so no deep-learning framework is needed at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from crosspark.plate import ALPHABET
+
+#: (height, width) of a prepared glyph; a plate character is 45 × 90 mm, so 1 : 2.
+GLYPH_SHAPE = (32, 16)
+WEIGHTS_FILE = "chars.npz"
+
+_MIN_CONTRAST = 24.0
+
+
+def prepare_glyph(char_gray: np.ndarray) -> np.ndarray:
+    """Normalise a cut of ONE character (bright strokes on a dark background, any size, uint8 gray)
+    to a ``GLYPH_SHAPE`` uint8 glyph: contrast stretched, dark margins trimmed, scaled with its aspect
+    kept and centred on black. Training and inference both go through this function."""
+    gray = np.asarray(char_gray)
+    if gray.ndim != 2 or gray.size == 0:
+        raise ValueError(f"expected a non-empty 2-D grayscale cut, got shape {gray.shape}")
+    if gray.dtype != np.uint8:
+        gray = np.clip(gray, 0, 255).astype(np.uint8)
+    flat = np.sort(gray, axis=None)
+    lo = float(flat[int(0.05 * (flat.size - 1))])
+    hi = float(flat[int(0.98 * (flat.size - 1))])
+    span = max(hi - lo, _MIN_CONTRAST)
+    stretched = np.clip((gray.astype(np.float32) - lo) * (255.0 / span), 0, 255).astype(np.uint8)
+
+    # Trim rows and columns at the edges that hold no stroke pixel (Otsu split of the stretched cut).
+    if hi - lo >= _MIN_CONTRAST:
+        _, ink = cv2.threshold(stretched, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        rows = np.flatnonzero(ink.any(axis=1))
+        cols = np.flatnonzero(ink.any(axis=0))
+        if rows.size and cols.size:
+            stretched = stretched[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+    out_h, out_w = GLYPH_SHAPE
+    h, w = stretched.shape
+    scale = min(out_h / h, out_w / w)
+    new_h = min(out_h, max(1, round(h * scale)))
+    new_w = min(out_w, max(1, round(w * scale)))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(stretched, (new_w, new_h), interpolation=interp)
+    glyph = np.zeros(GLYPH_SHAPE, np.uint8)
+    top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
+    glyph[top : top + new_h, left : left + new_w] = resized
+    return glyph
+
+
+def _conv3x3_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3×3 'same' convolution + bias + ReLU + 2×2 max-pool on NHWC float32; ``w`` is (9·C, O) in
+    (dy, dx, channel) order. The nine shifted views are copied side by side (im2col), then one
+    matrix product does the convolution."""
+    n, h, wd, c = x.shape
+    padded = np.zeros((n, h + 2, wd + 2, c), np.float32)
+    padded[:, 1:-1, 1:-1] = x
+    cols = np.empty((n, h, wd, 9, c), np.float32)
+    for k in range(9):
+        dy, dx = divmod(k, 3)
+        cols[:, :, :, k] = padded[:, dy : dy + h, dx : dx + wd]
+    y = cols.reshape(n * h * wd, 9 * c) @ w
+    y += b
+    np.maximum(y, 0.0, out=y)
+    y = y.reshape(n, h, wd, -1)
+    return np.maximum(np.maximum(y[:, 0::2, 0::2], y[:, 1::2, 0::2]), np.maximum(y[:, 0::2, 1::2], y[:, 1::2, 1::2]))
+
+
+class CharClassifier:
+    """The plate-character network; ``predict_proba`` maps glyphs to class probabilities over ``ALPHABET``."""
+
+    def __init__(self, params: dict[str, np.ndarray]) -> None:
+        alphabet = str(params["alphabet"])
+        if alphabet != ALPHABET:
+            raise ValueError("classifier weights were trained for a different alphabet; retrain them")
+        self.alphabet = alphabet
+        self._convs = [
+            (np.ascontiguousarray(params[f"conv{i}_w"], np.float32), np.asarray(params[f"conv{i}_b"], np.float32))
+            for i in (1, 2, 3)
+        ]
+        self._fc1 = (np.ascontiguousarray(params["fc1_w"], np.float32), np.asarray(params["fc1_b"], np.float32))
+        self._fc2 = (np.ascontiguousarray(params["fc2_w"], np.float32), np.asarray(params["fc2_b"], np.float32))
+
+    @classmethod
+    def from_npz(cls, path: object) -> CharClassifier:
+        with np.load(path, allow_pickle=False) as data:  # type: ignore[arg-type]
+            return cls({key: data[key] for key in data.files})
+
+    def predict_proba(self, glyphs: np.ndarray) -> np.ndarray:
+        """Probabilities, float32 of shape (N, len(ALPHABET)), for uint8 glyphs of shape (N, *GLYPH_SHAPE)."""
+        glyphs = np.asarray(glyphs)
+        if glyphs.ndim != 3 or glyphs.shape[1:] != GLYPH_SHAPE:
+            raise ValueError(f"expected glyphs of shape (N, {GLYPH_SHAPE[0]}, {GLYPH_SHAPE[1]}), got {glyphs.shape}")
+        n = glyphs.shape[0]
+        if n == 0:
+            return np.zeros((0, len(self.alphabet)), np.float32)
+        x = glyphs.astype(np.float32).reshape(n, *GLYPH_SHAPE, 1)
+        x *= 1.0 / 255.0
+        x -= 0.5
+        for w, b in self._convs:
+            x = _conv3x3_relu_pool(x, w, b)
+        h = x.reshape(n, -1) @ self._fc1[0]
+        h += self._fc1[1]
+        np.maximum(h, 0.0, out=h)
+        logits = h @ self._fc2[0]
+        logits += self._fc2[1]
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
+    def classify(self, glyphs: np.ndarray) -> list[tuple[str, float]]:
+        """The most probable character of each glyph, with its probability."""
+        proba = self.predict_proba(glyphs)
+        best = proba.argmax(axis=1)
+        return [(self.alphabet[i], float(proba[k, i])) for k, i in enumerate(best)]
+
+
+@functools.cache
+def load_classifier() -> CharClassifier:
+    """The shipped classifier (loaded once per process)."""
+    ref = resources.files("recognition_core").joinpath("weights", WEIGHTS_FILE)
+    with resources.as_file(ref) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"classifier weights missing: {path}; run `python -m recognition_core.train`")
+        return CharClassifier.from_npz(path)

@@ -1,0 +1,67 @@
+"""Grammar decode (语法校验): per-slot character probabilities → the most probable valid plate.
+
+The GA 36 grammar of ``crosspark.plate`` fixes which characters each slot may hold, and the slots of
+one form are independent, so the best plate of a form takes the most probable allowed character in
+every slot; with two forms (the new-energy plates) the one with the larger product wins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crosspark.plate import ALPHABET, DIGITS, LETTERS, NEW_ENERGY_MARKS, PROVINCES, SPECIAL_SUFFIXES, validate
+
+_INDEX = {ch: i for i, ch in enumerate(ALPHABET)}
+
+
+def _mask(chars: str) -> np.ndarray:
+    mask = np.zeros(len(ALPHABET), bool)
+    mask[[_INDEX[ch] for ch in chars]] = True
+    return mask
+
+
+_PROVINCE = _mask(PROVINCES)
+_LETTER = _mask(LETTERS)
+_ALNUM = _mask(LETTERS + DIGITS)
+_DIGIT = _mask(DIGITS)
+_MARK = _mask(NEW_ENERGY_MARKS)
+_LAST = _mask(LETTERS + DIGITS + SPECIAL_SUFFIXES)
+
+#: Slot masks of every plate form, by length: regular (7), small and large new-energy (8).
+_FORMS: dict[int, tuple[np.ndarray, ...]] = {
+    7: (np.stack([_PROVINCE, _LETTER, _ALNUM, _ALNUM, _ALNUM, _ALNUM, _LAST]),),
+    8: (
+        np.stack([_PROVINCE, _LETTER, _MARK, _ALNUM, _DIGIT, _DIGIT, _DIGIT, _DIGIT]),
+        np.stack([_PROVINCE, _LETTER, _DIGIT, _DIGIT, _DIGIT, _DIGIT, _DIGIT, _MARK]),
+    ),
+}
+
+
+def best_plate(proba: np.ndarray) -> tuple[str, float] | None:
+    """The most probable valid plate for ``proba`` of shape (n, len(ALPHABET)), one row per slot.
+
+    The confidence is the smallest probability among the chosen characters (the weakest slot), in
+    [0, 1]. Returns None when n is neither 7 nor 8 or no valid plate has any probability.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != len(ALPHABET):
+        raise ValueError(f"expected probabilities of shape (n, {len(ALPHABET)}), got {proba.shape}")
+    forms = _FORMS.get(proba.shape[0])
+    if forms is None:
+        return None
+    proba = np.clip(np.nan_to_num(proba, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    best: tuple[float, str, float] | None = None
+    for masks in forms:
+        allowed = np.where(masks, proba, -1.0)
+        choice = allowed.argmax(axis=1)
+        chosen = proba[np.arange(len(choice)), choice]
+        if chosen.min() <= 0.0:
+            continue
+        score = float(np.log(chosen).sum())
+        if best is None or score > best[0]:
+            best = (score, "".join(ALPHABET[i] for i in choice), float(chosen.min()))
+    if best is None:
+        return None
+    _, plate, confidence = best
+    validate(plate)
+    return plate, confidence

@@ -1,0 +1,167 @@
+"""Gate-camera plate reading (车牌识别): photo → located plates → characters → ``VehicleIdentity``.
+
+``recognize`` runs the whole chain on a photo; ``recognize_crop`` on a plate that is already cut
+out. Each candidate region from ``locate`` is cut upright, its colour decides whether the strokes
+are dark (then the cut is inverted) and whether 7 or 8 characters are expected, ``segment`` cuts
+the characters, the classifier gives per-character probabilities and the grammar decoder the most
+probable valid plate. A candidate whose best plate is not confident enough is no plate.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
+from recognition_core.classify import load_classifier, prepare_glyph
+from recognition_core.color import is_dark_text, plate_color
+from recognition_core.decode import best_plate
+from recognition_core.locate import (
+    MAX_SIDE,
+    Candidate,
+    ImageRefused,
+    box_iou,
+    check_image,
+    locate,
+    plate_crop,
+)
+from recognition_core.segment import segment
+
+__all__ = ["ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop", "MIN_CONFIDENCE"]
+
+#: Reads below this confidence are dropped (a wrong plate is worse than none at a gate).
+MIN_CONFIDENCE = 0.5
+#: How many candidate regions of one photo are read at most.
+MAX_CANDIDATES = 8
+#: Largest encoded file accepted by ``read_image``.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+_EIGHT_CHARACTER_COLOURS = frozenset({PlateColor.GREEN, PlateColor.YELLOW_GREEN})
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """One plate read in a photo: the identity and its box ``(x, y, w, h)`` in the photo's pixels."""
+
+    identity: VehicleIdentity
+    box: tuple[int, int, int, int]
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file header, without decoding the pixels; None if unknown."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def read_image(source: str | os.PathLike[str] | bytes) -> np.ndarray:
+    """Decode a photo (a path or the file's bytes) into BGR pixels.
+
+    The header is checked before decoding, so an image larger than ``MAX_SIDE`` on a side is
+    refused without allocating it. A truncated JPEG decodes as far as it goes. Raises
+    ``ImageRefused`` for anything that is not a decodable image of an accepted size."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = "image"
+    else:
+        name = os.fspath(source)
+        try:
+            if os.path.getsize(name) > MAX_FILE_BYTES:
+                raise ImageRefused(f"{name}: file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ImageRefused(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageRefused(f"{name}: file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    size = _image_size(data)
+    if size is None:
+        raise ImageRefused(f"{name}: not a decodable image")
+    if size[0] > MAX_SIDE or size[1] > MAX_SIDE:
+        raise ImageRefused(f"{name}: image of {size[0]}×{size[1]} pixels is larger than {MAX_SIDE}×{MAX_SIDE}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageRefused(f"{name}: not a decodable image")
+    return check_image(image)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    plate: str
+    color: PlateColor
+    confidence: float
+
+
+def _read_crop(crop: np.ndarray) -> _Read | None:
+    """Read one upright plate cut (BGR, plate roughly filling it)."""
+    color, color_confidence = plate_color(crop)
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    if is_dark_text(color):
+        gray = cv2.bitwise_not(gray)
+    seg = segment(gray, 8 if color in _EIGHT_CHARACTER_COLOURS else 7)
+    if seg is None:
+        return None
+    glyphs = np.stack([prepare_glyph(g) for g in seg.glyphs])
+    proba = load_classifier().predict_proba(glyphs)
+    best = best_plate(proba)
+    if best is None:
+        return None
+    plate, confidence = best
+    return _Read(plate, color, float(confidence))
+
+
+def _identity(read: _Read) -> VehicleIdentity:
+    return VehicleIdentity(read.plate, read.color, IdentitySource.CAMERA, round(min(max(read.confidence, 0.0), 1.0), 4))
+
+
+def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> list[Recognition]:
+    """Every plate read in a BGR photo, most confident first. Raises ``ImageRefused`` for an
+    array that is not an image of an accepted size."""
+    image = check_image(image_bgr)
+    found: list[tuple[_Read, Candidate]] = []
+    for cand in locate(image, max_candidates=MAX_CANDIDATES):
+        read = _read_crop(plate_crop(image, cand))
+        if read is not None and read.confidence >= min_confidence:
+            found.append((read, cand))
+    found.sort(key=lambda rc: -rc[0].confidence)
+    kept: list[Recognition] = []
+    boxes: list[np.ndarray] = []
+    for read, cand in found:
+        x, y, w, h = _clip_box(cand.box, image.shape)
+        box = np.array([x, y, x + w, y + h], dtype=np.float64)
+        # one plate, one output: drop overlapping reads and repeats of the same plate
+        if any(r.identity.plate == read.plate for r in kept):
+            continue
+        if boxes and box_iou(box, np.array(boxes)).max() > 0.3:
+            continue
+        kept.append(Recognition(_identity(read), (x, y, w, h)))
+        boxes.append(box)
+    return kept
+
+
+def recognize_crop(plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> Recognition | None:
+    """Read an already cut-out plate (BGR); None when it does not read as a valid plate."""
+    crop = check_image(plate_bgr)
+    h, w = crop.shape[:2]
+    height = 64
+    scaled = cv2.resize(crop, (max(24, round(w * height / h)), height), interpolation=cv2.INTER_AREA
+                        if h > height else cv2.INTER_LINEAR)
+    read = _read_crop(scaled)
+    if read is None or read.confidence < min_confidence:
+        return None
+    return Recognition(_identity(read), (0, 0, w, h))
+
+
+def _clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(shape[1], x + w), min(shape[0], y + h)
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)

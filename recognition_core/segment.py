@@ -1,0 +1,175 @@
+"""Character segmentation (字符分割) of an upright plate cut whose strokes are bright.
+
+1. Binarise against the local mean (``_segment_cy.binarize_local``); rows through the characters
+   cross many strokes, which finds the character band; the lean of the strokes is sheared away.
+2. The band's tall connected components fix the character height, and with it the layout: GA 36
+   places the characters at fixed proportions of their height (``LAYOUTS``), with the wide gap
+   that holds the separator dot after the second one.
+3. The layout is slid and scaled over the band's column profile (``_segment_cy.fit_slots``); each
+   slot then takes the ink components whose centres fall in it, so a province character that
+   comes in pieces (川, 沪, 鲁) is one cut, and the dot, in no slot, is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recognition_core import _segment_cy
+from recognition_core.locate import apply_shear, estimate_shear, label_regions
+
+# Character layouts in units of the character height (90 mm): (left edges, widths).
+# Regular plates: 45 mm characters, 12 mm apart, 34 mm between the 2nd and 3rd (the dot).
+# New-energy plates: 43 mm characters, 9 mm apart, 49 mm between the 2nd and 3rd.
+LAYOUTS: dict[int, tuple[np.ndarray, np.ndarray]] = {
+    7: (np.array([0, 57, 136, 193, 250, 307, 364]) / 90.0, np.full(7, 45 / 90.0)),
+    8: (np.array([0, 52, 144, 196, 248, 300, 352, 404]) / 90.0, np.full(8, 43 / 90.0)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Segmentation:
+    """Character cuts of one plate: ``boxes`` as ``(x, y, w, h)`` in the (sheared) plate cut,
+    ``glyphs`` the matching grayscale cuts (bright strokes), ``tilt`` and ``shear`` the vertical
+    and horizontal shears that levelled the cut, ``score`` how well the layout fits."""
+
+    boxes: list[tuple[int, int, int, int]]
+    glyphs: list[np.ndarray]
+    tilt: float
+    shear: float
+    score: float
+
+
+def binarize(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ink mask (1 = stroke) against the local mean, and the row transitions."""
+    h = gray.shape[0]
+    lo, hi = np.percentile(gray, (5, 95))
+    offset = int(max(4, 0.06 * (hi - lo)))
+    r = max(2, h // 4)
+    return _segment_cy.binarize_local(np.ascontiguousarray(gray, dtype=np.uint8), r, r, offset)
+
+
+def _band(transitions: np.ndarray, n_chars: int) -> tuple[int, int] | None:
+    """The longest run of rows that cross at least ``n_chars`` strokes (one 1-row gap allowed)."""
+    busy = transitions >= max(4, n_chars - 1)
+    best: tuple[int, int] | None = None
+    start, gap = -1, 0
+    for y, b in enumerate(np.append(busy, [False, False])):
+        if b:
+            if start < 0:
+                start = y
+            gap = 0
+        elif start >= 0:
+            gap += 1
+            if gap > 1:
+                end = y - gap + 1
+                if best is None or end - start > best[1] - best[0]:
+                    best = (start, end)
+                start, gap = -1, 0
+    return best
+
+
+def _char_band(ink: np.ndarray, rough: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray] | None:
+    """Refine the band from the ink components crossing it: top and bottom of the tall ones."""
+    labels, stats = label_regions(ink)
+    if len(stats) == 0:
+        return None
+    y0, y1 = rough
+    top, bottom = stats[:, 2], stats[:, 4] + 1
+    height = bottom - top
+    width = stats[:, 3] - stats[:, 1] + 1
+    crossing = (top < y1) & (bottom > y0)
+    tall = crossing & (height >= 0.6 * (y1 - y0)) & (height <= 2.2 * (y1 - y0)) & (width <= 1.2 * height)
+    if tall.sum() < 2:
+        return None
+    band_top = int(np.median(top[tall]))
+    band_bottom = int(np.median(bottom[tall]))
+    if band_bottom - band_top < 6:
+        return None
+    return band_top, band_bottom, labels, stats
+
+
+def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
+    """Cut an upright plate (uint8 gray, bright strokes on dark) into ``n_chars`` (7 or 8)
+    characters; None when no row of characters is found."""
+    if n_chars not in LAYOUTS:
+        raise ValueError(f"a plate has 7 or 8 characters, not {n_chars}")
+    gray = np.ascontiguousarray(gray, dtype=np.uint8)
+    if gray.ndim != 2 or gray.shape[0] < 12 or gray.shape[1] < 24:
+        return None
+    ink, transitions = binarize(gray)
+    # level the rows first (a small rotation), then stand the strokes upright
+    tilt = estimate_shear(ink, vertical=True)
+    if tilt:
+        gray = apply_shear(gray, tilt, vertical=True)
+        ink, transitions = binarize(gray)
+    rough = _band(transitions, n_chars)
+    if rough is None:
+        return None
+    shear = estimate_shear(ink[rough[0] : rough[1]])
+    if shear:
+        gray = apply_shear(gray, shear)
+        ink, transitions = binarize(gray)
+        rough = _band(transitions, n_chars) or rough
+    found = _char_band(ink, rough)
+    if found is None:
+        return None
+    y0, y1, labels, stats = found
+    char_h = y1 - y0
+    profile = ink[y0:y1].sum(axis=0).astype(np.float64)
+    lefts, widths = LAYOUTS[n_chars]
+    span = lefts[-1] + widths[-1]
+    w = gray.shape[1]
+    # the characters are ~0.5 as wide as tall; allow for a band that is a little off either way
+    scales = char_h * np.linspace(0.85, 1.4, 23)
+    x_from = -0.1 * char_h
+    scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 0.5, 1.0, 0.7, 0.1)
+    if scores.size == 0 or not np.isfinite(scores.max()):
+        return None
+    si, oi = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    scale = float(scales[si])
+    origin = x_from + 0.5 * oi
+    fit = float(scores[si, oi]) / max(char_h, 1)
+
+    boxes, glyphs = _cut(gray, stats, y0, y1, origin, scale, lefts, widths)
+    return Segmentation(boxes, glyphs, tilt, shear, fit)
+
+
+def _cut(
+    gray: np.ndarray,
+    stats: np.ndarray,
+    y0: int,
+    y1: int,
+    origin: float,
+    scale: float,
+    lefts: np.ndarray,
+    widths: np.ndarray,
+) -> tuple[list[tuple[int, int, int, int]], list[np.ndarray]]:
+    h, w = gray.shape
+    area = stats[:, 0]
+    cx = stats[:, 5] / area
+    top, bottom = stats[:, 2], stats[:, 4] + 1
+    in_band = (bottom > y0 + 0.2 * (y1 - y0)) & (top < y1 - 0.2 * (y1 - y0))
+    # components that are not stroke pieces: tiny specks and anything much taller than the band
+    useful = in_band & (area >= 3) & (bottom - top <= 1.4 * (y1 - y0))
+    boxes: list[tuple[int, int, int, int]] = []
+    glyphs: list[np.ndarray] = []
+    pad_y = max(1, (y1 - y0) // 12)
+    for left, width in zip(lefts, widths, strict=True):
+        sx0 = origin + scale * left
+        sx1 = sx0 + scale * width
+        slack = 0.12 * (sx1 - sx0)
+        members = useful & (cx >= sx0 - slack) & (cx < sx1 + slack)
+        if members.any():
+            bx0 = max(float(stats[members, 1].min()), sx0 - 2 * slack)
+            bx1 = min(float(stats[members, 3].max()) + 1, sx1 + 2 * slack)
+        else:
+            bx0, bx1 = sx0, sx1
+        ix0 = int(np.clip(np.floor(bx0), 0, w - 1))
+        ix1 = int(np.clip(np.ceil(bx1), ix0 + 1, w))
+        iy0 = max(0, y0 - pad_y)
+        iy1 = min(h, y1 + pad_y)
+        boxes.append((ix0, iy0, ix1 - ix0, iy1 - iy0))
+        glyphs.append(gray[iy0:iy1, max(0, ix0 - 1) : min(w, ix1 + 1)])
+    return boxes, glyphs

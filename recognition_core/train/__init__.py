@@ -1,0 +1,1 @@
+"""Training of the character classifier (needs the optional ``train`` extra: PyTorch, CPU wheel)."""

@@ -1,0 +1,63 @@
+"""The character network in PyTorch (training only) and its export to the NumPy weights file that
+``recognition_core.classify.CharClassifier`` runs. Batch norm is folded into the convolutions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from crosspark.plate import ALPHABET
+
+CHANNELS = (16, 32, 64)
+HIDDEN = 128
+
+
+class CharNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out in CHANNELS:
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.25),
+            nn.Linear(CHANNELS[-1] * 4 * 2, HIDDEN),
+            nn.ReLU(),
+            nn.Dropout(0.25),
+            nn.Linear(HIDDEN, len(ALPHABET)),
+        )
+
+    def forward(self, glyphs_u8: torch.Tensor) -> torch.Tensor:
+        x = glyphs_u8.float().unsqueeze(1) / 255.0 - 0.5
+        return self.head(self.features(x))
+
+
+def export_npz(model: CharNet, path: Path) -> None:
+    """Write the weights in the layout ``CharClassifier`` reads: conv (9·C, O) in (dy, dx, C) order,
+    dense (in, out) with the input in NHWC flatten order."""
+    model.eval()
+    params: dict[str, np.ndarray] = {"alphabet": np.array(ALPHABET)}
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for i, (conv, bn) in enumerate(zip(convs, norms, strict=True), start=1):
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            w = conv.weight * scale[:, None, None, None]  # O, C, 3, 3
+            b = (conv.bias - bn.running_mean) * scale + bn.bias
+            params[f"conv{i}_w"] = w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]).numpy().astype(np.float32)
+            params[f"conv{i}_b"] = b.numpy().astype(np.float32)
+        fc1, fc2 = (m for m in model.head if isinstance(m, nn.Linear))
+        c = CHANNELS[-1]
+        w1 = fc1.weight.reshape(HIDDEN, c, 4, 2).permute(2, 3, 1, 0).reshape(-1, HIDDEN)  # (H·W·C, hidden)
+        params["fc1_w"] = w1.numpy().astype(np.float32)
+        params["fc1_b"] = fc1.bias.numpy().astype(np.float32)
+        params["fc2_w"] = fc2.weight.T.contiguous().numpy().astype(np.float32)
+        params["fc2_b"] = fc2.bias.numpy().astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **params)
