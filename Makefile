@@ -6,15 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.crosspark-installed
+FONTS := $(VENV)/.crosspark-fonts
 BUILD_INPUTS := pyproject.toml setup.py build.py $(shell find protos -name '*.proto') \
 	$(shell find crosspark card_service settlement lot_node recognition_core -name '*.pyx' 2>/dev/null)
 
 .PHONY: demo test bench lint typecheck install clean
 
-demo: $(STAMP)
+demo: $(STAMP) $(FONTS)
 	$(BIN)/crosspark demo
 
-test: $(STAMP)
+test: $(STAMP) $(FONTS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -33,6 +34,11 @@ $(STAMP): $(BUILD_INPUTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# Fonts for the synthetic plates (training, the demo's gate photos, tests): Debian packages.
+$(FONTS): recognition_core/train/fonts.sh
+	bash recognition_core/train/fonts.sh
+	@mkdir -p $(VENV) && touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info crosspark/v1

@@ -299,7 +299,9 @@ def decide_exit(
     if end is not None:
         flags.add(Flag.CARD_ENDED_IN_STAY)
         fee = price_temporary(end, at)
-    closure = StayClosure(stay, passage_id, at, "CLOSED", split_at=end, fee_fen=fee, flags=frozenset(flags), report=True)
+    closure = StayClosure(
+        stay, passage_id, at, "CLOSED", split_at=end, fee_fen=fee, flags=frozenset(flags), report=True
+    )
     return Decision(
         passage_id=passage_id,
         direction=Direction.EXIT,

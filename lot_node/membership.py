@@ -70,7 +70,7 @@ class MembershipDecider:
         if remaining > 0.001:
             try:
                 result = self._online(identity, at, remaining)
-            except Exception as exc:  # noqa: BLE001 - any failure of the platform is an offline decision
+            except Exception as exc:
                 log.warning("membership.offline", mode=self.mode.value, error=type(exc).__name__, detail=str(exc)[:200])
                 self._reachability(False)
             else:

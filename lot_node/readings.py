@@ -36,7 +36,9 @@ def read_camera(image: bytes) -> CameraReading:
         raise InvalidArgument.field("image", str(exc)) from None
     height, width = pixels.shape[:2]
     if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
-        raise InvalidArgument.field("image", f"{width}×{height} pixels is larger than {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}")
+        raise InvalidArgument.field(
+            "image", f"{width}×{height} pixels is larger than {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}"
+        )
     found = tuple(r.identity for r in recognize(pixels))
     return CameraReading(found[0] if found else None, found)
 

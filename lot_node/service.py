@@ -215,7 +215,12 @@ class GateService:
         return identity, flags, reading
 
     def _entry(
-        self, session: Session, identity: VehicleIdentity, at: datetime, answer: MembershipAnswer, flags: frozenset[Flag]
+        self,
+        session: Session,
+        identity: VehicleIdentity,
+        at: datetime,
+        answer: MembershipAnswer,
+        flags: frozenset[Flag],
     ) -> Decision:
         inside = [_open_stay(r) for r in store.open_stays_of(session, [identity.plate], identity.color.value)]
         return decide_entry(
@@ -375,6 +380,7 @@ def _write(session: Session, decision: Decision, evidence: Evidence, now: dateti
             request_id=evidence.request_id or None,
         )
     )
+    session.flush()  # the outbox row refers to the passage
     if decision.new_stay is not None:
         stay = decision.new_stay
         session.add(
@@ -384,7 +390,6 @@ def _write(session: Session, decision: Decision, evidence: Evidence, now: dateti
                 entered_at=stay.entered_at, state=store.OPEN, fee_fen=0,
             )
         )
-        session.flush()
     if decision.report:
         session.add(store.OutboxRow(passage_id=decision.passage_id, enqueued_at=now, state=store.PENDING, attempts=0))
     for closure in decision.closures:
@@ -415,7 +420,9 @@ def _close(session: Session, closure: StayClosure, decision: Decision, evidence:
     )
     if closure.report:
         session.flush()
-        session.add(store.OutboxRow(passage_id=closure.exit_passage_id, enqueued_at=now, state=store.PENDING, attempts=0))
+        session.add(
+            store.OutboxRow(passage_id=closure.exit_passage_id, enqueued_at=now, state=store.PENDING, attempts=0)
+        )
 
 
 def _decision_from_row(row: store.PassageRow) -> Decision:

@@ -311,7 +311,8 @@ def upsert_cards(session: Session, rows: Iterable[dict[str, object]]) -> None:
     dialect = session.get_bind().dialect.name
     table = CardRow.__table__
     stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
-    columns = {c: stmt.excluded[c] for c in ("vehicle_hash", "valid_from", "valid_until", "state", "valid_at_lot", "version")}
+    names = ("vehicle_hash", "valid_from", "valid_until", "state", "valid_at_lot", "version")
+    columns = {c: stmt.excluded[c] for c in names}
     session.execute(stmt.on_conflict_do_update(index_elements=["card_id"], set_=columns), rows)
 
 

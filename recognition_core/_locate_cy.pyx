@@ -7,6 +7,7 @@ The pure NumPy twins live in ``recognition_core/_reference.py``; the tests hold 
 
 import numpy as np
 
+from libc.math cimport cos, sin
 from libc.stdint cimport int32_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -26,11 +27,11 @@ N_STATS = 10
 
 
 def cue_maps(const uint8_t[:, :, ::1] bgr, const uint8_t[::1] table, uint8_t[:, ::1] colour,
-             uint8_t[:, ::1] edge):
+             uint8_t[:, ::1] edge, uint8_t[:, ::1] luma):
     """Fill ``colour`` with per-pixel colour flags (looked up in ``table``, indexed by the 15-bit
     colour b>>3 << 10 | g>>3 << 5 | r>>3; ``recognition_core.locate.colour_table`` builds it)
-    and ``edge`` with the vertical-edge strength: |Sobel-x| of the luma, divided by 4 and clipped
-    to 255 (border pixels 0).
+    ``luma`` with (29·b + 150·g + 77·r) >> 8, and ``edge`` with the vertical-edge strength:
+    |Sobel-x| of the luma, divided by 4 and clipped to 255 (border pixels 0).
 
     Sobel-x on luma Y, the 3×3 stencil   -1 0 +1
                                          -2 0 +2
@@ -48,13 +49,12 @@ def cue_maps(const uint8_t[:, :, ::1] bgr, const uint8_t[::1] table, uint8_t[:, 
     cdef int gx, b, g, r
     if table.shape[0] != 32768:
         raise ValueError("cue_maps needs a 32768-entry colour table")
-    if colour.shape[0] != h or colour.shape[1] != w or edge.shape[0] != h or edge.shape[1] != w:
+    if (colour.shape[0] != h or colour.shape[1] != w or edge.shape[0] != h or edge.shape[1] != w
+            or luma.shape[0] != h or luma.shape[1] != w):
         raise ValueError("output maps must have the image's shape")
     if h == 0 or w == 0:
         return
     lut = &table[0]
-    luma_arr = np.empty((h, w), dtype=np.uint8)
-    cdef uint8_t[:, ::1] luma = luma_arr
     with nogil:
         for y in range(h):
             src = &bgr[y, 0, 0]
@@ -263,6 +263,118 @@ cdef void _paint_labels(const int32_t* start, const int32_t* stop, const int32_t
                 lrow[x] = v
 
 
+cdef inline double sample(const uint8_t[:, ::1] img, double x, double y) noexcept nogil:
+    """Bilinear sample with the border replicated."""
+    cdef Py_ssize_t h = img.shape[0], w = img.shape[1], x0, y0, x1, y1
+    cdef double fx, fy
+    if x < 0:
+        x = 0
+    if y < 0:
+        y = 0
+    if x > w - 1:
+        x = w - 1
+    if y > h - 1:
+        y = h - 1
+    x0 = <Py_ssize_t> x
+    y0 = <Py_ssize_t> y
+    x1 = x0 + 1 if x0 + 1 < w else x0
+    y1 = y0 + 1 if y0 + 1 < h else y0
+    fx = x - x0
+    fy = y - y0
+    return ((1 - fy) * ((1 - fx) * img[y0, x0] + fx * img[y0, x1])
+            + fy * ((1 - fx) * img[y1, x0] + fx * img[y1, x1]))
+
+
+def line_texture(const uint8_t[:, ::1] luma, const double[:, ::1] rects, int n_lines, double min_contrast,
+                 double contrast_frac):
+    """Character texture of rotated rectangles (rows cx, cy, length, height, angle in degrees).
+
+    Along ``n_lines`` lines parallel to each rectangle's long side, spread over its middle half,
+    the luma is sampled every pixel (bilinear) and the bright/dark crossings are counted with a
+    hysteresis of ±max(min_contrast, contrast_frac × (max − min)) around the line's mean:
+
+          ┌─────────────────────────┐
+          │ - - - - - - - - - - - - │  ← line at −h/4
+          │ 京 A · 8 8 7 3 1 ─ ─ ─ ─│  ← … n_lines lines …
+          │ - - - - - - - - - - - - │  ← line at +h/4
+          └─────────────────────────┘
+
+    Returns an (n, n_lines) int32 array of crossings, lines sorted by count.
+    """
+    cdef Py_ssize_t n = rects.shape[0], i, j, k, steps
+    cdef double cx, cy, length, height, ang, ca, sa, v, u, x, y, val, lo, hi, mean, band
+    cdef int state, count
+    if n_lines < 1:
+        raise ValueError("n_lines must be >= 1")
+    out = np.zeros((n, n_lines), dtype=np.int32)
+    cdef int32_t[:, ::1] res = out
+    cdef double* buf
+    cdef Py_ssize_t cap = 16
+    for i in range(n):
+        steps = <Py_ssize_t> (rects[i, 2] + 1)
+        if steps > cap:
+            cap = steps
+    buf = <double*> malloc(cap * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(n):
+                cx = rects[i, 0]
+                cy = rects[i, 1]
+                length = rects[i, 2]
+                height = rects[i, 3]
+                ang = rects[i, 4] * 3.141592653589793 / 180.0
+                ca = cos(ang)
+                sa = sin(ang)
+                steps = <Py_ssize_t> (length + 1)
+                if steps < 2:
+                    continue
+                for j in range(n_lines):
+                    v = 0.0 if n_lines == 1 else (j / (n_lines - 1.0) - 0.5) * 0.5 * height
+                    lo = 255.0
+                    hi = 0.0
+                    mean = 0.0
+                    for k in range(steps):
+                        u = -length / 2 + k * length / (steps - 1)
+                        x = cx + u * ca - v * sa
+                        y = cy + u * sa + v * ca
+                        val = sample(luma, x, y)
+                        buf[k] = val
+                        mean += val
+                        if val < lo:
+                            lo = val
+                        if val > hi:
+                            hi = val
+                    mean /= steps
+                    band = contrast_frac * (hi - lo)
+                    if band < min_contrast:
+                        band = min_contrast
+                    state = -1
+                    count = 0
+                    for k in range(steps):
+                        if buf[k] > mean + band:
+                            if state == 0:
+                                count += 1
+                            state = 1
+                        elif buf[k] < mean - band:
+                            if state == 1:
+                                count += 1
+                            state = 0
+                    res[i, j] = count
+                # sort the few counts (insertion sort)
+                for j in range(1, n_lines):
+                    count = res[i, j]
+                    k = j - 1
+                    while k >= 0 and res[i, k] > count:
+                        res[i, k + 1] = res[i, k]
+                        k -= 1
+                    res[i, k + 1] = count
+    finally:
+        free(buf)
+    return out
+
+
 def row_transitions(const uint8_t[:, ::1] gray, int contrast):
     """Per row, how often the pixels cross between bright and dark around the row's mean, with a
     hysteresis of ±``contrast`` (a row through plate characters crosses about 14 times)."""
@@ -299,39 +411,67 @@ def shear_scores(const uint8_t[:, ::1] binary, const double[::1] shears):
     """For each shear s, the sum of squared column counts of ``binary != 0`` after moving every
     pixel to x + s·(y − h/2), rounded; upright strokes give the sharpest (largest) projection.
 
-    Each row is added whole into the column histogram at its own offset (a vectorisable loop):
-        row y ──────▶ hist[x + round(s·(y − h/2)) + margin]
+    Consecutive rows that move by the same whole number of columns move together, so the column
+    counts are prefix sums over rows, P[y, x] = Σ_{y' < y} (binary[y', x] != 0), and each such
+    group of rows [ya, yb) adds P[yb] − P[ya] into the histogram at its offset:
+        rows ya..yb−1 ──────▶ hist[x + round(s·(y − h/2)) + margin]
     """
-    cdef Py_ssize_t h = binary.shape[0], w = binary.shape[1], n = shears.shape[0], i, y, x, xs, margin
+    cdef Py_ssize_t h = binary.shape[0], w = binary.shape[1], n = shears.shape[0], i, y, x, ya, off, margin
     cdef double s, yc = h / 2.0, acc, smax = 0.0
     cdef const uint8_t* row
     cdef int32_t* hp
+    cdef const int32_t* pa
+    cdef const int32_t* pb
     for i in range(n):
         if abs(shears[i]) > smax:
             smax = abs(shears[i])
     margin = <Py_ssize_t> (smax * h + 2)
     cdef Py_ssize_t span = w + 2 * margin
     out = np.zeros(n, dtype=np.float64)
-    cdef double[::1] res = out
-    hist_arr = np.zeros(span, dtype=np.int32)
-    cdef int32_t[::1] hist = hist_arr
     if h == 0 or w == 0:
         return out
-    with nogil:
-        for i in range(n):
-            s = shears[i]
-            for x in range(span):
-                hist[x] = 0
+    cdef double[::1] res = out
+    cdef int32_t* hist = <int32_t*> malloc(span * sizeof(int32_t))
+    cdef int32_t* prefix = <int32_t*> malloc((h + 1) * w * sizeof(int32_t))
+    if hist == NULL or prefix == NULL:
+        free(hist)
+        free(prefix)
+        raise MemoryError()
+    try:
+        with nogil:
+            for x in range(w):
+                prefix[x] = 0
             for y in range(h):
-                xs = <Py_ssize_t> round_half_even(s * (y - yc)) + margin
                 row = &binary[y, 0]
-                hp = &hist[xs]
+                pa = prefix + y * w
+                hp = prefix + (y + 1) * w
                 for x in range(w):
-                    hp[x] += row[x] != 0
-            acc = 0.0
-            for x in range(span):
-                acc += <double> hist[x] * <double> hist[x]
-            res[i] = acc
+                    hp[x] = pa[x] + (row[x] != 0)
+            for i in range(n):
+                s = shears[i]
+                for x in range(span):
+                    hist[x] = 0
+                ya = 0
+                off = <Py_ssize_t> round_half_even(s * (0 - yc))
+                for y in range(1, h + 1):
+                    if y < h and <Py_ssize_t> round_half_even(s * (y - yc)) == off:
+                        continue
+                    # rows ya..y−1 share the offset ``off``
+                    pa = prefix + ya * w
+                    pb = prefix + y * w
+                    hp = hist + off + margin
+                    for x in range(w):
+                        hp[x] += pb[x] - pa[x]
+                    if y < h:
+                        ya = y
+                        off = <Py_ssize_t> round_half_even(s * (y - yc))
+                acc = 0.0
+                for x in range(span):
+                    acc += <double> hist[x] * <double> hist[x]
+                res[i] = acc
+    finally:
+        free(hist)
+        free(prefix)
     return out
 
 

@@ -11,8 +11,8 @@ import numpy as np
 N_STATS = 10
 
 
-def cue_maps(bgr: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour flags and vertical-edge strength, as ``_locate_cy.cue_maps``."""
+def cue_maps(bgr: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour flags, vertical-edge strength and luma, as ``_locate_cy.cue_maps``."""
     b, g, r = (bgr[..., i].astype(np.int32) for i in range(3))
     flags = table[((b >> 3) << 10) | ((g >> 3) << 5) | (r >> 3)]
     luma = (29 * b + 150 * g + 77 * r) >> 8
@@ -21,7 +21,7 @@ def cue_maps(bgr: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray
         dx = luma[:, 2:] - luma[:, :-2]
         gx = dx[:-2] + 2 * dx[1:-1] + dx[2:]
         edge[1:-1, 1:-1] = np.minimum(np.abs(gx) >> 2, 255)
-    return flags, edge
+    return flags, edge, luma.astype(np.uint8)
 
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +67,46 @@ def label_regions(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, stats
 
 
+def line_texture(
+    luma: np.ndarray, rects: np.ndarray, n_lines: int, min_contrast: float, contrast_frac: float
+) -> np.ndarray:
+    """Crossings along lines through rotated rectangles, as ``_locate_cy.line_texture``."""
+    h, w = luma.shape
+    img = luma.astype(np.float64)
+    out = np.zeros((len(rects), n_lines), dtype=np.int32)
+    for i, (cx, cy, length, height, angle) in enumerate(rects):
+        steps = int(length + 1)
+        if steps < 2:
+            continue
+        a = np.radians(angle)
+        ca, sa = np.cos(a), np.sin(a)
+        v = np.zeros(1) if n_lines == 1 else (np.arange(n_lines) / (n_lines - 1.0) - 0.5) * 0.5 * height
+        u = -length / 2 + np.arange(steps) * length / (steps - 1)
+        x = np.clip(cx + u[None, :] * ca - v[:, None] * sa, 0, w - 1)
+        y = np.clip(cy + u[None, :] * sa + v[:, None] * ca, 0, h - 1)
+        x0, y0 = x.astype(np.int64), y.astype(np.int64)
+        x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+        fx, fy = x - x0, y - y0
+        vals = (1 - fy) * ((1 - fx) * img[y0, x0] + fx * img[y0, x1]) + fy * ((1 - fx) * img[y1, x0] + fx * img[y1, x1])
+        mean = vals.mean(axis=1, keepdims=True)
+        band = np.maximum(contrast_frac * (vals.max(axis=1) - vals.min(axis=1)), min_contrast)[:, None]
+        state = np.full(vals.shape, -1)
+        state[vals > mean + band] = 1
+        state[vals < mean - band] = 0
+        out[i] = np.sort(_crossings(state))
+    return out
+
+
+def _crossings(state: np.ndarray) -> np.ndarray:
+    """Changes between decided states (0/1) along each row, undecided (−1) pixels carrying the
+    last decided state forward."""
+    w = state.shape[1]
+    idx = np.where(state >= 0, np.arange(w)[None, :], -1)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    filled = np.where(idx >= 0, np.take_along_axis(state, np.maximum(idx, 0), axis=1), -1)
+    return ((filled[:, 1:] != filled[:, :-1]) & (filled[:, :-1] >= 0)).sum(axis=1)
+
+
 def row_transitions(gray: np.ndarray, contrast: int) -> np.ndarray:
     """Bright/dark crossings per row with hysteresis, as ``_locate_cy.row_transitions``."""
     h, w = gray.shape
@@ -77,12 +117,7 @@ def row_transitions(gray: np.ndarray, contrast: int) -> np.ndarray:
     state = np.full((h, w), -1, dtype=np.int64)
     state[g > mean + contrast] = 1
     state[g < mean - contrast] = 0
-    # carry the last decided state forward over undecided pixels
-    idx = np.where(state >= 0, np.arange(w)[None, :], -1)
-    np.maximum.accumulate(idx, axis=1, out=idx)
-    filled = np.where(idx >= 0, np.take_along_axis(state, np.maximum(idx, 0), axis=1), -1)
-    changes = (filled[:, 1:] != filled[:, :-1]) & (filled[:, :-1] >= 0)
-    return changes.sum(axis=1).astype(np.int32)
+    return _crossings(state).astype(np.int32)
 
 
 def shear_scores(binary: np.ndarray, shears: np.ndarray) -> np.ndarray:
@@ -97,10 +132,22 @@ def shear_scores(binary: np.ndarray, shears: np.ndarray) -> np.ndarray:
     return out
 
 
-def binarize_local(gray: np.ndarray, rx: int, ry: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ink where a pixel beats its window mean by ``offset``, and 0→1 transitions per row, as
-    ``_segment_cy.binarize_local``."""
+def binarize_local(
+    gray: np.ndarray, rx: int, ry: int, offset_frac: float, min_offset: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ink where a pixel beats its window mean by the contrast-scaled offset, and 0→1 transitions
+    per row, as ``_segment_cy.binarize_local``."""
+    if (2 * rx + 1) * (2 * ry + 1) >= 1 << 22 or not 0.0 <= offset_frac <= 1.0 or rx < 0 or ry < 0:
+        raise ValueError("window too large or offset fraction out of [0, 1]")
+    if not 0 <= min_offset <= 255:
+        raise ValueError("min_offset must be in 0..255")
     h, w = gray.shape
+    if h == 0 or w == 0:
+        return np.zeros((h, w), np.uint8), np.zeros(h, np.int32)
+    seen = np.cumsum(np.bincount(gray.ravel(), minlength=256))
+    lo = int(np.argmax(seen >= (h * w * 5 + 99) // 100))
+    hi = int(np.argmax(seen >= (h * w * 95 + 99) // 100))
+    offset = max(min_offset, int(offset_frac * (hi - lo)))
     s = np.zeros((h + 1, w + 1), dtype=np.int64)
     s[1:, 1:] = gray.astype(np.int64).cumsum(axis=0).cumsum(axis=1)
     ys, xs = np.arange(h), np.arange(w)

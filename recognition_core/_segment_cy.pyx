@@ -8,68 +8,108 @@ The pure NumPy twins live in ``recognition_core/_reference.py``; the tests hold 
 import numpy as np
 
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc
 
 
-def binarize_local(const uint8_t[:, ::1] gray, int rx, int ry, int offset):
+def binarize_local(const uint8_t[:, ::1] gray, int rx, int ry, double offset_frac, int min_offset):
     """Ink mask (1 = stroke) and its 0→1 transitions per row.
 
     A pixel is ink when it is brighter than the mean of the (2·rx + 1) × (2·ry + 1) window around
-    it (clipped at the borders) by more than ``offset``. The window sums come from an integral
+    it (clipped at the borders) by more than the offset: ``offset_frac`` × the cut's contrast
+    (its 95th minus its 5th percentile, from a histogram), at least ``min_offset``. The window sums
+    come from an integral
     image S, where S[y, x] sums gray[:y, :x]:
         sum(window) = S[y1, x1] − S[y0, x1] − S[y1, x0] + S[y0, x0]
-    and ink ⇔ gray · area > sum + offset · area (integers only). A row through a plate's
-    characters starts about two strokes per character.
+    and ink ⇔ gray · area > sum + offset · area, in integers. S is kept modulo 2³² (unsigned
+    wrap-around), which leaves every window sum exact while windows hold under 2²² pixels.
+    A row through a plate's characters starts about two strokes per character.
     """
     cdef Py_ssize_t h = gray.shape[0], w = gray.shape[1], y, x, x0, x1, y0, y1, xa, xb
-    cdef int64_t acc, total, area, off = offset
-    cdef int32_t count, cur, prev
-    cdef const int64_t* top
-    cdef const int64_t* bottom
+    cdef uint32_t acc
+    cdef int32_t total, area, count, cur, prev, offset, lo, hi
+    cdef int64_t seen, n_lo, n_hi
+    cdef int64_t hist[256]
+    cdef const uint32_t* top
+    cdef const uint32_t* bottom
+    cdef uint32_t* row_sum
     cdef const uint8_t* g
     cdef uint8_t* k
     if rx < 0 or ry < 0:
         raise ValueError("window radii must be >= 0")
-    integral_arr = np.zeros((h + 1, w + 1), dtype=np.int64)
-    out = np.zeros((h, w), dtype=np.uint8)
+    if (2 * <int64_t> rx + 1) * (2 * <int64_t> ry + 1) >= (1 << 22) or not 0.0 <= offset_frac <= 1.0:
+        raise ValueError("window too large or offset fraction out of [0, 1]")
+    if not 0 <= min_offset <= 255:
+        raise ValueError("min_offset must be in 0..255")
+    out = np.empty((h, w), dtype=np.uint8)
     rows_arr = np.zeros(h, dtype=np.int32)
-    cdef int64_t[:, ::1] s = integral_arr
-    cdef uint8_t[:, ::1] ink = out
-    cdef int32_t[::1] rows = rows_arr
     if h == 0 or w == 0:
         return out, rows_arr
+    cdef uint8_t[:, ::1] ink = out
+    cdef int32_t[::1] rows = rows_arr
+    cdef Py_ssize_t stride = w + 1
+    cdef uint32_t* s = <uint32_t*> malloc((h + 1) * stride * sizeof(uint32_t))
+    if s == NULL:
+        raise MemoryError()
     # interior columns, where the window is not clipped horizontally
     xa = rx if rx < w else w
     xb = w - rx - 1 if w - rx - 1 > xa else xa
     with nogil:
+        # contrast: q05 and q95 are the smallest values with at least 5 % and 95 % of the
+        # pixels at or below them
+        for x in range(256):
+            hist[x] = 0
+        for y in range(h):
+            g = &gray[y, 0]
+            for x in range(w):
+                hist[g[x]] += 1
+        n_lo = (h * w * 5 + 99) // 100
+        n_hi = (h * w * 95 + 99) // 100
+        seen = 0
+        lo = -1
+        hi = -1
+        for x in range(256):
+            seen += hist[x]
+            if lo < 0 and seen >= n_lo:
+                lo = <int32_t> x
+            if hi < 0 and seen >= n_hi:
+                hi = <int32_t> x
+        offset = <int32_t> (offset_frac * (hi - lo))
+        if offset < min_offset:
+            offset = min_offset
+        for x in range(stride):
+            s[x] = 0
         for y in range(h):
             acc = 0
             g = &gray[y, 0]
+            top = s + y * stride
+            row_sum = s + (y + 1) * stride
+            row_sum[0] = 0
             for x in range(w):
                 acc += g[x]
-                s[y + 1, x + 1] = s[y, x + 1] + acc
+                row_sum[x + 1] = top[x + 1] + acc
         for y in range(h):
             y0 = y - ry if y >= ry else 0
             y1 = y + ry + 1 if y + ry + 1 <= h else h
-            top = &s[y0, 0]
-            bottom = &s[y1, 0]
+            top = s + y0 * stride
+            bottom = s + y1 * stride
             g = &gray[y, 0]
             k = &ink[y, 0]
             for x in range(xa):
                 x1 = x + rx + 1 if x + rx + 1 <= w else w
-                total = bottom[x1] - top[x1] - bottom[0] + top[0]
-                area = (y1 - y0) * x1
-                k[x] = g[x] * area > total + off * area
-            area = (y1 - y0) * (2 * rx + 1)
+                total = <int32_t> (bottom[x1] - top[x1] - bottom[0] + top[0])
+                area = <int32_t> ((y1 - y0) * x1)
+                k[x] = g[x] * area > total + offset * area
+            area = <int32_t> ((y1 - y0) * (2 * rx + 1))
             for x in range(xa, xb):
-                total = bottom[x + rx + 1] - top[x + rx + 1] - bottom[x - rx] + top[x - rx]
-                k[x] = g[x] * area > total + off * area
+                total = <int32_t> (bottom[x + rx + 1] - top[x + rx + 1] - bottom[x - rx] + top[x - rx])
+                k[x] = g[x] * area > total + offset * area
             for x in range(xb, w):
                 x0 = x - rx if x >= rx else 0
                 x1 = x + rx + 1 if x + rx + 1 <= w else w
-                total = bottom[x1] - top[x1] - bottom[x0] + top[x0]
-                area = (y1 - y0) * (x1 - x0)
-                k[x] = g[x] * area > total + off * area
+                total = <int32_t> (bottom[x1] - top[x1] - bottom[x0] + top[x0])
+                area = <int32_t> ((y1 - y0) * (x1 - x0))
+                k[x] = g[x] * area > total + offset * area
             count = 0
             prev = 0
             for x in range(w):
@@ -77,6 +117,7 @@ def binarize_local(const uint8_t[:, ::1] gray, int rx, int ry, int offset):
                 count += cur & (prev ^ 1)
                 prev = cur
             rows[y] = count
+    free(s)
     return out, rows_arr
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -160,13 +160,14 @@ def _colour_table() -> np.ndarray:
     return colour_table(_COLOUR_PARAMS)
 
 
-def cue_maps(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel colour flags and vertical-edge strength of a BGR image (see ``_locate_cy``)."""
+def cue_maps(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel colour flags, vertical-edge strength and luma of a BGR image (see ``_locate_cy``)."""
     image = np.ascontiguousarray(image)
     colour = np.empty(image.shape[:2], np.uint8)
     edge = np.empty(image.shape[:2], np.uint8)
-    _locate_cy.cue_maps(image, _colour_table(), colour, edge)
-    return colour, edge
+    luma = np.empty(image.shape[:2], np.uint8)
+    _locate_cy.cue_maps(image, _colour_table(), colour, edge, luma)
+    return colour, edge, luma
 
 
 def region_stats(mask: np.ndarray) -> np.ndarray:
@@ -276,13 +277,23 @@ def shrink(image: np.ndarray, width: int) -> np.ndarray:
     return image
 
 
-def locate(image: np.ndarray, max_candidates: int = 12) -> list[Candidate]:
-    """Plate candidates in a BGR photo, best first, in the photo's own pixels."""
+#: Lines along which a candidate's character texture is sampled (``_locate_cy.line_texture``).
+TEXTURE_LINES = 5
+#: Candidates whose middle lines cross fewer strokes than this are dropped (7 characters: ~14).
+MIN_TEXTURE = 6
+
+
+def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
+    """Plate candidates in a BGR photo, most plate-like first, in the photo's own pixels.
+
+    Every region with a plate's proportions is scored on its character texture: the bright/dark
+    crossings along lines through its middle (``_locate_cy.line_texture``); the best
+    ``max_candidates`` are returned."""
     image = check_image(image)
     small = shrink(image, LOCATE_WIDTH)
     sx = image.shape[1] / small.shape[1]
     sy = image.shape[0] / small.shape[0]
-    colour, edge = cue_maps(small)
+    colour, edge, luma = cue_maps(small)
     edge_mask = cv2.threshold(edge, _edge_threshold(edge), 255, cv2.THRESH_BINARY)[1]
     found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask)
     if not found:
@@ -293,16 +304,17 @@ def locate(image: np.ndarray, max_candidates: int = 12) -> list[Candidate]:
     # the edge bars hug the characters: widen them to the plate
     rects[~coloured, 2] *= 1.08
     rects[~coloured, 3] *= 1.25
+    lines = _locate_cy.line_texture(luma, np.ascontiguousarray(rects[:, :5]), TEXTURE_LINES, 8.0, 0.15)
+    tex = lines[:, TEXTURE_LINES // 2].astype(np.float64)  # the median line
     aspect = rects[:, 2] / rects[:, 3]
-    scores = rects[:, 5] + 0.5 * coloured - 0.1 * np.abs(aspect - PLATE_ASPECT)
-    order = _suppress(rects, np.argsort(-scores))[:max_candidates]
-    cands = []
-    for i in order:
-        cx, cy, length, height, angle, _ = rects[i]
-        # moments are in the cue maps' pixels; map the rectangle back (the scales differ by < 1 %)
-        cands.append(Candidate(float(cx * sx), float(cy * sy), float(length * sx), float(height * sy), float(angle),
-                               colours[i], float(scores[i])))
-    return cands
+    scores = np.minimum(tex, 24) / 24 + 0.5 * rects[:, 5] + 0.25 * coloured - 0.05 * np.abs(aspect - PLATE_ASPECT)
+    keep = np.flatnonzero(tex >= MIN_TEXTURE)
+    order = _suppress(rects, keep[np.argsort(-scores[keep])])[:max_candidates]
+    return [
+        Candidate(float(rects[i, 0] * sx), float(rects[i, 1] * sy), float(rects[i, 2] * sx), float(rects[i, 3] * sy),
+                  float(rects[i, 4]), colours[i], float(scores[i]))
+        for i in order
+    ]
 
 
 def _boxes(rects: np.ndarray) -> np.ndarray:
@@ -333,26 +345,46 @@ def _suppress(rects: np.ndarray, order: np.ndarray, overlap: float = 0.7) -> lis
     return kept
 
 
-def plate_crop(image: np.ndarray, cand: Candidate, height: int = CROP_HEIGHT) -> np.ndarray:
-    """Cut ``cand`` out of ``image`` upright, with a margin, scaled to ``height`` pixels tall."""
+def crop_matrix(cand: Candidate, height: int = CROP_HEIGHT) -> tuple[np.ndarray, tuple[int, int]]:
+    """The affine map (2 × 3) from photo pixels to the upright cut of ``cand`` with its margins,
+    scaled to ``height`` pixels tall, and the cut's (width, height)."""
     length = cand.length * (1 + 2 * CROP_MARGIN_X)
-    tall = cand.height * (1 + 2 * CROP_MARGIN_Y)
-    out_h = height
-    out_w = max(8, int(round(height * length / max(tall, 1e-6))))
-    k = out_h / tall
+    tall = max(cand.height * (1 + 2 * CROP_MARGIN_Y), 1e-3)
+    out_w = max(8, int(round(height * length / tall)))
+    k = height / tall
     c, s = math.cos(math.radians(cand.angle)), math.sin(math.radians(cand.angle))
     # destination = k · R(−angle) · (source − centre) + (out_w/2, out_h/2)
     m = np.array([[k * c, k * s, 0.0], [-k * s, k * c, 0.0]])
-    m[:, 2] = [out_w / 2, out_h / 2] - m[:, :2] @ [cand.cx, cand.cy]
-    interp = cv2.INTER_AREA if k < 0.5 else cv2.INTER_LINEAR
+    m[:, 2] = [out_w / 2, height / 2] - m[:, :2] @ [cand.cx, cand.cy]
+    return m, (out_w, height)
+
+
+def plate_crop(image: np.ndarray, cand: Candidate, height: int = CROP_HEIGHT) -> np.ndarray:
+    """Cut ``cand`` out of ``image`` upright, with a margin, scaled to ``height`` pixels tall
+    (see ``crop_matrix``)."""
+    m, (out_w, height) = crop_matrix(cand, height)
+    length = cand.length * (1 + 2 * CROP_MARGIN_X)
+    tall = max(cand.height * (1 + 2 * CROP_MARGIN_Y), 1e-3)
+    k = height / tall
+    c, s = math.cos(math.radians(cand.angle)), math.sin(math.radians(cand.angle))
     if k < 0.5:
-        # warpAffine has no area filter: shrink the source first
-        factor = 0.5 / k
-        sub = cv2.resize(image, None, fx=1 / factor, fy=1 / factor, interpolation=cv2.INTER_AREA)
-        m[:, :2] *= factor
-        image = sub
-        interp = cv2.INTER_LINEAR
-    return cv2.warpAffine(image, m, (out_w, out_h), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+        # warpAffine has no area filter: shrink the region under the cut first
+        half_w = (length * abs(c) + tall * abs(s)) / 2 + 2
+        half_h = (length * abs(s) + tall * abs(c)) / 2 + 2
+        h, w = image.shape[:2]
+        x0, y0 = max(0, int(cand.cx - half_w)), max(0, int(cand.cy - half_h))
+        x1, y1 = min(w, int(math.ceil(cand.cx + half_w))), min(h, int(math.ceil(cand.cy + half_h)))
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            sub = image[y0:y1, x0:x1]
+            f = 1.0
+            while k / f < 0.5 and min(sub.shape[:2]) >= 4:
+                sub = cv2.pyrDown(sub)  # Gaussian blur and halve: OpenCV's fast exact 2:1 path
+                f /= 2
+            fx, fy = sub.shape[1] / (x1 - x0), sub.shape[0] / (y1 - y0)
+            # source pixel (x, y) of the photo is (fx·(x − x0), fy·(y − y0)) in ``sub``
+            m = m @ np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]])
+            image = sub
+    return cv2.warpAffine(image, m, (out_w, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 #: Shears tried by ``estimate_shear`` (shift per pixel: 0.3 ≈ 17°).

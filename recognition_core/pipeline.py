@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -26,10 +27,11 @@ from recognition_core.locate import (
     ImageRefused,
     box_iou,
     check_image,
+    crop_matrix,
     locate,
     plate_crop,
 )
-from recognition_core.segment import segment
+from recognition_core.segment import Segmentation, segment
 
 __all__ = ["ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop", "MIN_CONFIDENCE"]
 
@@ -89,8 +91,30 @@ def read_image(source: str | os.PathLike[str] | bytes) -> np.ndarray:
         raise ImageRefused(f"{name}: image of {size[0]}×{size[1]} pixels is larger than {MAX_SIDE}×{MAX_SIDE}")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
+        image = _decode_truncated(data)
+    if image is None:
         raise ImageRefused(f"{name}: not a decodable image")
     return check_image(image)
+
+
+_TRUNCATED_LOCK = threading.Lock()
+
+
+def _decode_truncated(data: bytes) -> np.ndarray | None:
+    """Pillow's tolerant decode (a cut-off JPEG keeps the rows it has; the rest is gray)."""
+    from PIL import Image, ImageFile
+
+    with _TRUNCATED_LOCK:  # LOAD_TRUNCATED_IMAGES is a module-wide switch
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                rgb = np.asarray(img.convert("RGB"))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            return None
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,24 +122,43 @@ class _Read:
     plate: str
     color: PlateColor
     confidence: float
+    corners: np.ndarray  # the plate's outline in the cut's pixels
 
 
-def _read_crop(crop: np.ndarray) -> _Read | None:
-    """Read one upright plate cut (BGR, plate roughly filling it)."""
-    color, color_confidence = plate_color(crop)
+def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> Segmentation | None:
+    return segment(cv2.bitwise_not(gray) if dark_text else gray, n_chars)
+
+
+def _dark_text_guess(gray: np.ndarray) -> bool:
+    """Whether the characters look darker than the plate: the background covers most of a plate,
+    so the median pixel sits on the background's side of the contrast range."""
+    h = gray.shape[0]
+    middle = gray[h // 4 : h - h // 4]
+    lo, mid, hi = np.percentile(middle, (10, 50, 90))
+    return bool(mid > (lo + hi) / 2)
+
+
+def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None:
+    """Read one upright plate cut (BGR, the plate roughly filling it). ``hint``, the colour cue
+    that found the plate, picks the first polarity and length to try; the plate's own colour
+    (``plate_color``) is taken once its characters are found, and corrects them if it differs."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    if is_dark_text(color):
-        gray = cv2.bitwise_not(gray)
-    seg = segment(gray, 8 if color in _EIGHT_CHARACTER_COLOURS else 7)
-    if seg is None:
-        return None
+    dark_text = is_dark_text(hint) if hint is not None else _dark_text_guess(gray)
+    n_chars = 8 if hint in _EIGHT_CHARACTER_COLOURS else 7
+    seg = _segment_as(gray, dark_text, n_chars)
+    color, _ = plate_color(crop)
+    want_n = 8 if color in _EIGHT_CHARACTER_COLOURS else 7
+    if seg is None or is_dark_text(color) != dark_text or want_n != n_chars:
+        if is_dark_text(color) != dark_text or want_n != n_chars:
+            seg = _segment_as(gray, is_dark_text(color), want_n)
+        if seg is None:
+            return None
     glyphs = np.stack([prepare_glyph(g) for g in seg.glyphs])
-    proba = load_classifier().predict_proba(glyphs)
-    best = best_plate(proba)
+    best = best_plate(load_classifier().predict_proba(glyphs))
     if best is None:
         return None
     plate, confidence = best
-    return _Read(plate, color, float(confidence))
+    return _Read(plate, color, float(confidence), seg.plate_corners)
 
 
 def _identity(read: _Read) -> VehicleIdentity:
@@ -126,16 +169,24 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
     """Every plate read in a BGR photo, most confident first. Raises ``ImageRefused`` for an
     array that is not an image of an accepted size."""
     image = check_image(image_bgr)
-    found: list[tuple[_Read, Candidate]] = []
+    found: list[tuple[_Read, tuple[int, int, int, int]]] = []
+    read_boxes: list[np.ndarray] = []
     for cand in locate(image, max_candidates=MAX_CANDIDATES):
-        read = _read_crop(plate_crop(image, cand))
+        bx, by, bw, bh = cand.box
+        box = np.array([bx, by, bx + bw, by + bh], dtype=np.float64)
+        # a candidate mostly inside a plate already read is that plate again
+        if read_boxes and _coverage(box, np.array(read_boxes)).max() > 0.6:
+            continue
+        read = _read_crop(plate_crop(image, cand), cand.color)
         if read is not None and read.confidence >= min_confidence:
-            found.append((read, cand))
-    found.sort(key=lambda rc: -rc[0].confidence)
+            photo_box = _photo_box(read.corners, cand, image.shape)
+            found.append((read, photo_box))
+            x, y, w, h = photo_box
+            read_boxes.append(np.array([x, y, x + w, y + h], dtype=np.float64))
+    found.sort(key=lambda rb: -rb[0].confidence)
     kept: list[Recognition] = []
     boxes: list[np.ndarray] = []
-    for read, cand in found:
-        x, y, w, h = _clip_box(cand.box, image.shape)
+    for read, (x, y, w, h) in found:
         box = np.array([x, y, x + w, y + h], dtype=np.float64)
         # one plate, one output: drop overlapping reads and repeats of the same plate
         if any(r.identity.plate == read.plate for r in kept):
@@ -160,8 +211,20 @@ def recognize_crop(plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE
     return Recognition(_identity(read), (0, 0, w, h))
 
 
-def _clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    x, y, w, h = box
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(shape[1], x + w), min(shape[0], y + h)
+def _coverage(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Share of ``box`` (x0, y0, x1, y1) inside each row of ``others``."""
+    iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    return iw * ih / max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+
+
+def _photo_box(corners: np.ndarray, cand: Candidate, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Bounding box (x, y, w, h), clipped to the photo, of a plate outline given in the pixels of
+    ``cand``'s cut."""
+    to_photo = cv2.invertAffineTransform(crop_matrix(cand)[0])
+    pts = corners @ to_photo[:, :2].T + to_photo[:, 2]
+    x0, y0 = np.floor(pts.min(axis=0))
+    x1, y1 = np.ceil(pts.max(axis=0))
+    x0, y0 = max(0, int(x0)), max(0, int(y0))
+    x1, y1 = min(shape[1], int(x1)), min(shape[0], int(y1))
     return x0, y0, max(0, x1 - x0), max(0, y1 - y0)

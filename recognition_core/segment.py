@@ -26,48 +26,47 @@ LAYOUTS: dict[int, tuple[np.ndarray, np.ndarray]] = {
     7: (np.array([0, 57, 136, 193, 250, 307, 364]) / 90.0, np.full(7, 45 / 90.0)),
     8: (np.array([0, 52, 144, 196, 248, 300, 352, 404]) / 90.0, np.full(8, 43 / 90.0)),
 }
+#: Plate (width, height) in units of the character height: 440 × 140 mm, new-energy 480 × 140 mm.
+PLATE_SIZES = {7: (440 / 90.0, 140 / 90.0), 8: (480 / 90.0, 140 / 90.0)}
 
 
 @dataclass(frozen=True, slots=True)
 class Segmentation:
     """Character cuts of one plate: ``boxes`` as ``(x, y, w, h)`` in the (sheared) plate cut,
     ``glyphs`` the matching grayscale cuts (bright strokes), ``tilt`` and ``shear`` the vertical
-    and horizontal shears that levelled the cut, ``score`` how well the layout fits."""
+    and horizontal shears that levelled the cut, ``score`` how well the layout fits, and
+    ``plate_corners`` the whole plate's outline (4 × 2: top-left, top-right, bottom-right,
+    bottom-left) in the pixels of the cut as given, drawn from the characters' size and place."""
 
     boxes: list[tuple[int, int, int, int]]
     glyphs: list[np.ndarray]
     tilt: float
     shear: float
     score: float
+    plate_corners: np.ndarray
+
+
+#: Ink must beat its neighbourhood's mean by this share of the cut's contrast (and by 4 levels).
+INK_OFFSET = 0.06
 
 
 def binarize(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ink mask (1 = stroke) against the local mean, and the row transitions."""
-    h = gray.shape[0]
-    lo, hi = np.percentile(gray, (5, 95))
-    offset = int(max(4, 0.06 * (hi - lo)))
-    r = max(2, h // 4)
-    return _segment_cy.binarize_local(np.ascontiguousarray(gray, dtype=np.uint8), r, r, offset)
+    r = max(2, gray.shape[0] // 4)
+    return _segment_cy.binarize_local(np.ascontiguousarray(gray, dtype=np.uint8), r, r, INK_OFFSET, 4)
 
 
 def _band(transitions: np.ndarray, n_chars: int) -> tuple[int, int] | None:
-    """The longest run of rows that cross at least ``n_chars`` strokes (one 1-row gap allowed)."""
+    """The longest run of rows that cross at least ``n_chars`` − 1 strokes (a one-row gap is
+    bridged)."""
     busy = transitions >= max(4, n_chars - 1)
-    best: tuple[int, int] | None = None
-    start, gap = -1, 0
-    for y, b in enumerate(np.append(busy, [False, False])):
-        if b:
-            if start < 0:
-                start = y
-            gap = 0
-        elif start >= 0:
-            gap += 1
-            if gap > 1:
-                end = y - gap + 1
-                if best is None or end - start > best[1] - best[0]:
-                    best = (start, end)
-                start, gap = -1, 0
-    return best
+    busy[1:-1] |= busy[:-2] & busy[2:]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], busy.view(np.int8), [0]))))
+    if edges.size == 0:
+        return None
+    starts, ends = edges[0::2], edges[1::2]
+    i = int(np.argmax(ends - starts))
+    return int(starts[i]), int(ends[i])
 
 
 def _char_band(ink: np.ndarray, rough: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray] | None:
@@ -121,19 +120,33 @@ def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
     lefts, widths = LAYOUTS[n_chars]
     span = lefts[-1] + widths[-1]
     w = gray.shape[1]
-    # the characters are ~0.5 as wide as tall; allow for a band that is a little off either way
-    scales = char_h * np.linspace(0.85, 1.4, 23)
+    # the band may be a little short of the characters' height (tops of 1, bottoms of J)
+    scales = char_h * np.linspace(0.85, 1.4, 12)
     x_from = -0.1 * char_h
-    scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 0.5, 1.0, 0.7, 0.1)
+    scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 1.0, 1.0, 0.7, 0.1)
     if scores.size == 0 or not np.isfinite(scores.max()):
         return None
     si, oi = np.unravel_index(int(np.argmax(scores)), scores.shape)
     scale = float(scales[si])
-    origin = x_from + 0.5 * oi
+    origin = x_from + float(oi)
     fit = float(scores[si, oi]) / max(char_h, 1)
 
     boxes, glyphs = _cut(gray, stats, y0, y1, origin, scale, lefts, widths)
-    return Segmentation(boxes, glyphs, tilt, shear, fit)
+    plate_w, plate_h = PLATE_SIZES[n_chars]
+    cx, cy = origin + scale * span / 2, (y0 + y1) / 2
+    hw, hh = scale * plate_w / 2, scale * plate_h / 2
+    corners = np.array([[cx - hw, cy - hh], [cx + hw, cy - hh], [cx + hw, cy + hh], [cx - hw, cy + hh]])
+    return Segmentation(boxes, glyphs, tilt, shear, fit, _undo_shears(corners, tilt, shear, gray.shape))
+
+
+def _undo_shears(points: np.ndarray, tilt: float, shear: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Map points of the levelled cut back to the cut as given (the inverse of ``apply_shear``
+    vertical by ``tilt``, then horizontal by ``shear``)."""
+    h, w = shape[:2]
+    level = np.array([[1.0, 0.0, 0.0], [tilt, 1.0, -tilt * w / 2], [0.0, 0.0, 1.0]])
+    upright = np.array([[1.0, shear, -shear * h / 2], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    back = np.linalg.inv(upright @ level)
+    return points @ back[:2, :2].T + back[:2, 2]
 
 
 def _cut(
@@ -146,30 +159,28 @@ def _cut(
     lefts: np.ndarray,
     widths: np.ndarray,
 ) -> tuple[list[tuple[int, int, int, int]], list[np.ndarray]]:
+    """Each slot's cut: the ink components whose centres fall in the slot (a little slack either
+    side), bounded by the slot widened by twice that slack; the bare slot when it holds none."""
     h, w = gray.shape
     area = stats[:, 0]
     cx = stats[:, 5] / area
     top, bottom = stats[:, 2], stats[:, 4] + 1
-    in_band = (bottom > y0 + 0.2 * (y1 - y0)) & (top < y1 - 0.2 * (y1 - y0))
-    # components that are not stroke pieces: tiny specks and anything much taller than the band
-    useful = in_band & (area >= 3) & (bottom - top <= 1.4 * (y1 - y0))
-    boxes: list[tuple[int, int, int, int]] = []
-    glyphs: list[np.ndarray] = []
-    pad_y = max(1, (y1 - y0) // 12)
-    for left, width in zip(lefts, widths, strict=True):
-        sx0 = origin + scale * left
-        sx1 = sx0 + scale * width
-        slack = 0.12 * (sx1 - sx0)
-        members = useful & (cx >= sx0 - slack) & (cx < sx1 + slack)
-        if members.any():
-            bx0 = max(float(stats[members, 1].min()), sx0 - 2 * slack)
-            bx1 = min(float(stats[members, 3].max()) + 1, sx1 + 2 * slack)
-        else:
-            bx0, bx1 = sx0, sx1
-        ix0 = int(np.clip(np.floor(bx0), 0, w - 1))
-        ix1 = int(np.clip(np.ceil(bx1), ix0 + 1, w))
-        iy0 = max(0, y0 - pad_y)
-        iy1 = min(h, y1 + pad_y)
-        boxes.append((ix0, iy0, ix1 - ix0, iy1 - iy0))
-        glyphs.append(gray[iy0:iy1, max(0, ix0 - 1) : min(w, ix1 + 1)])
+    band = y1 - y0
+    # stroke pieces: in the band, not specks, not much taller than the band
+    useful = (bottom > y0 + 0.2 * band) & (top < y1 - 0.2 * band) & (area >= 3) & (bottom - top <= 1.4 * band)
+    sx0 = origin + scale * lefts
+    sx1 = sx0 + scale * widths
+    slack = 0.12 * (sx1 - sx0)
+    members = useful[None, :] & (cx[None, :] >= (sx0 - slack)[:, None]) & (cx[None, :] < (sx1 + slack)[:, None])
+    left_ink = np.where(members, stats[None, :, 1], np.inf).min(axis=1)
+    right_ink = np.where(members, stats[None, :, 3] + 1, -np.inf).max(axis=1)
+    has = members.any(axis=1)
+    bx0 = np.where(has, np.maximum(left_ink, sx0 - 2 * slack), sx0)
+    bx1 = np.where(has, np.minimum(right_ink, sx1 + 2 * slack), sx1)
+    ix0 = np.clip(np.floor(bx0), 0, w - 1).astype(int)
+    ix1 = np.maximum(np.clip(np.ceil(bx1), 0, w).astype(int), ix0 + 1)
+    pad_y = max(1, band // 12)
+    iy0, iy1 = max(0, y0 - pad_y), min(h, y1 + pad_y)
+    boxes = [(int(a), iy0, int(b - a), iy1 - iy0) for a, b in zip(ix0, ix1, strict=True)]
+    glyphs = [gray[iy0:iy1, max(0, a - 1) : min(w, b + 1)] for a, b in zip(ix0, ix1, strict=True)]
     return boxes, glyphs

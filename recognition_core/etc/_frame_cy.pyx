@@ -3,29 +3,38 @@
 
 It decodes what the pure-Python reference (``recognition_core.etc.decode``) decodes, into equal
 ``Frame`` values. Whatever it does not take on itself (a frame that fails a check or a length, an
-error-only frame, a plate that is not in canonical GB2312 form) goes to the reference, which gives
+error-only frame, a plate that is not a plain GA 36 plate in canonical GB2312 form) goes to the reference, which gives
 the same result or the same ``FrameError``; so the two can differ only in speed.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.string cimport memcpy
 
+
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(type cls, Py_ssize_t nitems)
+    void PyObject_GC_UnTrack(void* obj)
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+
+from crosspark.identity import PlateColor
+from crosspark.plate import PROVINCES
 from recognition_core.etc.decode import decode as _reference_decode
 from recognition_core.etc.records import (
     CardFile, CardInfo, Frame, FrameError, FrameType, Framing, Heartbeat, ObuInfo, RsuStatus,
     TransactionResult, Vehicle, VehicleFile, VehicleInfo, VehicleSource,
 )
-from crosspark.identity import PlateColor
-from crosspark.plate import PROVINCES, SPECIAL_SUFFIXES
 
 cdef enum:
     MAX_FRAME = 4096
 
 cdef unsigned short CRC_TABLE[256]
 cdef signed char PROVINCE_OF[65536]   # GB2312 code (hi << 8 | lo) -> index in PROVINCES, or -1
-cdef signed char SUFFIX_OF[65536]     # GB2312 code -> index in SPECIAL_SUFFIXES, or -1
 cdef unsigned char LETTER[256]        # issuing-authority letters: A-Z without I, O
 cdef unsigned char ALNUM[256]         # LETTER plus digits
 cdef unsigned char DIGIT[256]
@@ -44,13 +53,9 @@ cdef void _init_tables():
         DIGIT[i] = 0
     for i in range(65536):
         PROVINCE_OF[i] = -1
-        SUFFIX_OF[i] = -1
     for i, ch in enumerate(PROVINCES):
         code = ch.encode("gb2312")
         PROVINCE_OF[code[0] << 8 | code[1]] = i
-    for i, ch in enumerate(SPECIAL_SUFFIXES):
-        code = ch.encode("gb2312")
-        SUFFIX_OF[code[0] << 8 | code[1]] = i
     for ch in bytearray(b"ABCDEFGHJKLMNPQRSTUVWXYZ"):
         LETTER[ch] = 1
         ALNUM[ch] = 1
@@ -62,14 +67,22 @@ cdef void _init_tables():
 _init_tables()
 
 cdef list _PROVINCE_STR = list(PROVINCES)
-cdef list _SUFFIX_STR = list(SPECIAL_SUFFIXES)
 cdef list _COLORS = [PlateColor.from_etc_code(c) if c in (0, 1, 2, 3, 4, 5, 6, 9) else None for c in range(10)]
 cdef list _FRAMINGS = [Framing.LANE, Framing.ITS, Framing.GENVICT]
 cdef dict _TYPES = {t.value: t for t in FrameType}
 cdef object _SRC_B3 = VehicleSource.B3_SHORT
 cdef object _SRC_EF01 = VehicleSource.VEHICLE_FILE
 cdef object _SRC_0015 = VehicleSource.CARD_FILE
-cdef object _new = object.__new__
+
+
+cdef inline object _new(type cls):
+    """A new instance with every slot empty (what ``object.__new__(cls)`` gives), left out of the
+    cycle collector: records hold only bytes, str, int, enum members and other records, so they
+    can never be part of a cycle, and a batch of them would otherwise make every collection walk
+    them all."""
+    obj = PyType_GenericAlloc(cls, 0)
+    PyObject_GC_UnTrack(<void*>obj)
+    return obj
 
 cdef enum:
     LANE = 0
@@ -186,43 +199,44 @@ cdef bint _unwrap(const unsigned char* d, Py_ssize_t n, int framing, unsigned ch
         return _its(d, n, out)
     if framing == GENVICT:
         return _genvict(d, n, out)
-    if _lane(d, n, scratch, &tried):
+    # Only frames of a known type count when several framings pass (its and genvict checksum the
+    # same bytes); anything else goes to the reference, which gives the error.
+    if _lane(d, n, scratch, &tried) and _known(LANE, tried.frame_type):
         out[0] = tried
         passed += 1
-    if _its(d, n, &tried):
+    if _its(d, n, &tried) and _known(ITS, tried.frame_type):
         out[0] = tried
         passed += 1
-    if _genvict(d, n, &tried):
+    if _genvict(d, n, &tried) and _known(GENVICT, tried.frame_type):
         out[0] = tried
         passed += 1
     return passed == 1
 
 
+cdef inline bint _known(int framing, int frame_type) noexcept nogil:
+    if frame_type < 0xB0 or frame_type > 0xB5:
+        return False
+    return not (framing == GENVICT and frame_type == 0xB3)
+
+
 # -- plates ---------------------------------------------------------------------------------------
 
 cdef object _canonical_plate(const unsigned char* p):
-    """The plate text when the 12-byte field holds a valid GA 36 plate in canonical form (province,
-    upper-case ASCII without I/O, optional suffix, zero padding); otherwise None (the reference
-    decides)."""
+    """The plate text when the 12-byte field holds a plain valid GA 36 plate in canonical form
+    (province, upper-case ASCII without I/O, zero padding; no special suffix); otherwise None and
+    the reference decides (suffixes carry extra rules, e.g. 港/澳 plates are 粤Z…)."""
     cdef int province = PROVINCE_OF[p[0] << 8 | p[1]]
-    cdef int used = 12, suffix = -1, body, i
+    cdef int used = 12, i
     if province < 0 or not LETTER[p[2]]:
         return None
     while used > 0 and p[used - 1] == 0:
         used -= 1
-    if used == 9 and not ALNUM[p[7]]:
-        suffix = SUFFIX_OF[p[7] << 8 | p[8]]
-        if suffix < 0:
-            return None
-        body = 4  # four alnum then the suffix
-    elif used == 8 or used == 9:
-        body = used - 3
-    else:
+    if used != 8 and used != 9:
         return None
-    for i in range(3, 3 + body):
+    for i in range(3, used):
         if not ALNUM[p[i]]:
             return None
-    if used == 9 and suffix < 0:  # new-energy: [DF][alnum][0-9]{4} or [0-9]{5}[DF]
+    if used == 9:  # new-energy: [DF][alnum][0-9]{4} (small) or [0-9]{5}[DF] (large)
         if p[3] == b'D' or p[3] == b'F':
             for i in range(5, 9):
                 if not DIGIT[p[i]]:
@@ -233,10 +247,7 @@ cdef object _canonical_plate(const unsigned char* p):
                     return None
         else:
             return None
-    text = _PROVINCE_STR[province] + PyUnicode_DecodeASCII(<const char*>p + 2, 1 + body, NULL)
-    if suffix >= 0:
-        text += _SUFFIX_STR[suffix]
-    return text
+    return _PROVINCE_STR[province] + PyUnicode_DecodeASCII(<const char*>p + 2, used - 2, NULL)
 
 
 cdef inline bint _zero(const unsigned char* p, Py_ssize_t n) noexcept nogil:
@@ -251,8 +262,95 @@ cdef inline bytes _b(const unsigned char* p, Py_ssize_t n):
     return PyBytes_FromStringAndSize(<const char*>p, n)
 
 
-cdef inline object _set(object obj, str name, object value):
-    PyObject_GenericSetAttr(obj, name, value)
+# Records are frozen, slotted dataclasses. A new instance (object.__new__) has every slot empty;
+# filling a slot is what the slot's member descriptor does on ``object.__setattr__``, done here
+# directly at the slot's offset, looked up once at import.
+cdef Py_ssize_t _offset(type cls, str name) except -1:
+    descr = cls.__dict__[name]
+    if type(descr).__name__ != "member_descriptor":
+        raise TypeError(f"{cls.__name__}.{name} is not a slot")
+    return (<PyMemberDescrObject*>descr).d_member.offset
+
+
+cdef inline void _put(object obj, Py_ssize_t offset, object value):
+    cdef PyObject** slot = <PyObject**>((<char*><PyObject*>obj) + offset)
+    cdef PyObject* old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject*>value
+    Py_XDECREF(old)
+
+
+cdef Py_ssize_t O_CardFile_card_number = _offset(CardFile, "card_number")
+cdef Py_ssize_t O_CardFile_card_type = _offset(CardFile, "card_type")
+cdef Py_ssize_t O_CardFile_color_code = _offset(CardFile, "color_code")
+cdef Py_ssize_t O_CardFile_expiry = _offset(CardFile, "expiry")
+cdef Py_ssize_t O_CardFile_issuer = _offset(CardFile, "issuer")
+cdef Py_ssize_t O_CardFile_network = _offset(CardFile, "network")
+cdef Py_ssize_t O_CardFile_plate_raw = _offset(CardFile, "plate_raw")
+cdef Py_ssize_t O_CardFile_rest = _offset(CardFile, "rest")
+cdef Py_ssize_t O_CardFile_start = _offset(CardFile, "start")
+cdef Py_ssize_t O_CardFile_user_type = _offset(CardFile, "user_type")
+cdef Py_ssize_t O_CardFile_vehicle_class = _offset(CardFile, "vehicle_class")
+cdef Py_ssize_t O_CardFile_version = _offset(CardFile, "version")
+cdef Py_ssize_t O_CardInfo_balance = _offset(CardInfo, "balance")
+cdef Py_ssize_t O_CardInfo_card_file = _offset(CardInfo, "card_file")
+cdef Py_ssize_t O_CardInfo_card_id = _offset(CardInfo, "card_id")
+cdef Py_ssize_t O_CardInfo_card_present = _offset(CardInfo, "card_present")
+cdef Py_ssize_t O_CardInfo_card_type = _offset(CardInfo, "card_type")
+cdef Py_ssize_t O_CardInfo_error = _offset(CardInfo, "error")
+cdef Py_ssize_t O_CardInfo_file_0019 = _offset(CardInfo, "file_0019")
+cdef Py_ssize_t O_CardInfo_obu_id = _offset(CardInfo, "obu_id")
+cdef Py_ssize_t O_CardInfo_obu_status = _offset(CardInfo, "obu_status")
+cdef Py_ssize_t O_CardInfo_obu_type = _offset(CardInfo, "obu_type")
+cdef Py_ssize_t O_CardInfo_physical_card_type = _offset(CardInfo, "physical_card_type")
+cdef Py_ssize_t O_CardInfo_rest = _offset(CardInfo, "rest")
+cdef Py_ssize_t O_CardInfo_system_info = _offset(CardInfo, "system_info")
+cdef Py_ssize_t O_CardInfo_trans_type = _offset(CardInfo, "trans_type")
+cdef Py_ssize_t O_CardInfo_vehicle_file = _offset(CardInfo, "vehicle_file")
+cdef Py_ssize_t O_Frame_frame_type = _offset(Frame, "frame_type")
+cdef Py_ssize_t O_Frame_framing = _offset(Frame, "framing")
+cdef Py_ssize_t O_Frame_record = _offset(Frame, "record")
+cdef Py_ssize_t O_Frame_seq = _offset(Frame, "seq")
+cdef Py_ssize_t O_Frame_vehicle = _offset(Frame, "vehicle")
+cdef Py_ssize_t O_Heartbeat_raw = _offset(Heartbeat, "raw")
+cdef Py_ssize_t O_ObuInfo_antenna = _offset(ObuInfo, "antenna")
+cdef Py_ssize_t O_ObuInfo_contract_type = _offset(ObuInfo, "contract_type")
+cdef Py_ssize_t O_ObuInfo_contract_version = _offset(ObuInfo, "contract_version")
+cdef Py_ssize_t O_ObuInfo_device_type = _offset(ObuInfo, "device_type")
+cdef Py_ssize_t O_ObuInfo_equipment = _offset(ObuInfo, "equipment")
+cdef Py_ssize_t O_ObuInfo_error = _offset(ObuInfo, "error")
+cdef Py_ssize_t O_ObuInfo_expires = _offset(ObuInfo, "expires")
+cdef Py_ssize_t O_ObuInfo_issued = _offset(ObuInfo, "issued")
+cdef Py_ssize_t O_ObuInfo_issuer = _offset(ObuInfo, "issuer")
+cdef Py_ssize_t O_ObuInfo_obu_id = _offset(ObuInfo, "obu_id")
+cdef Py_ssize_t O_ObuInfo_obu_status = _offset(ObuInfo, "obu_status")
+cdef Py_ssize_t O_ObuInfo_serial = _offset(ObuInfo, "serial")
+cdef Py_ssize_t O_ObuInfo_tamper = _offset(ObuInfo, "tamper")
+cdef Py_ssize_t O_RsuStatus_psam_auth = _offset(RsuStatus, "psam_auth")
+cdef Py_ssize_t O_RsuStatus_raw = _offset(RsuStatus, "raw")
+cdef Py_ssize_t O_RsuStatus_rsu_switch = _offset(RsuStatus, "rsu_switch")
+cdef Py_ssize_t O_RsuStatus_status = _offset(RsuStatus, "status")
+cdef Py_ssize_t O_TransactionResult_error = _offset(TransactionResult, "error")
+cdef Py_ssize_t O_TransactionResult_obu_id = _offset(TransactionResult, "obu_id")
+cdef Py_ssize_t O_TransactionResult_obu_type = _offset(TransactionResult, "obu_type")
+cdef Py_ssize_t O_TransactionResult_psam_id = _offset(TransactionResult, "psam_id")
+cdef Py_ssize_t O_TransactionResult_rest = _offset(TransactionResult, "rest")
+cdef Py_ssize_t O_TransactionResult_time_bcd = _offset(TransactionResult, "time_bcd")
+cdef Py_ssize_t O_Vehicle_color = _offset(Vehicle, "color")
+cdef Py_ssize_t O_Vehicle_color_code = _offset(Vehicle, "color_code")
+cdef Py_ssize_t O_Vehicle_plate = _offset(Vehicle, "plate")
+cdef Py_ssize_t O_Vehicle_plate_valid = _offset(Vehicle, "plate_valid")
+cdef Py_ssize_t O_Vehicle_source = _offset(Vehicle, "source")
+cdef Py_ssize_t O_Vehicle_user_type = _offset(Vehicle, "user_type")
+cdef Py_ssize_t O_Vehicle_vehicle_class = _offset(Vehicle, "vehicle_class")
+cdef Py_ssize_t O_VehicleFile_color_code = _offset(VehicleFile, "color_code")
+cdef Py_ssize_t O_VehicleFile_plate_raw = _offset(VehicleFile, "plate_raw")
+cdef Py_ssize_t O_VehicleFile_rest = _offset(VehicleFile, "rest")
+cdef Py_ssize_t O_VehicleFile_user_type = _offset(VehicleFile, "user_type")
+cdef Py_ssize_t O_VehicleFile_vehicle_class = _offset(VehicleFile, "vehicle_class")
+cdef Py_ssize_t O_VehicleInfo_error = _offset(VehicleInfo, "error")
+cdef Py_ssize_t O_VehicleInfo_obu_id = _offset(VehicleInfo, "obu_id")
+cdef Py_ssize_t O_VehicleInfo_vehicle_file = _offset(VehicleInfo, "vehicle_file")
 
 
 class _Fallback(Exception):
@@ -265,40 +363,40 @@ cdef object _vehicle(const unsigned char* plate, int color_code, int vclass, int
     if text is None or color_code > 9 or _COLORS[color_code] is None:
         raise _Fallback()
     v = _new(Vehicle)
-    _set(v, "plate", text)
-    _set(v, "color", _COLORS[color_code])
-    _set(v, "color_code", color_code)
-    _set(v, "vehicle_class", vclass)
-    _set(v, "user_type", user_type)
-    _set(v, "plate_valid", True)
-    _set(v, "source", source)
+    _put(v, O_Vehicle_plate, text)
+    _put(v, O_Vehicle_color, _COLORS[color_code])
+    _put(v, O_Vehicle_color_code, color_code)
+    _put(v, O_Vehicle_vehicle_class, vclass)
+    _put(v, O_Vehicle_user_type, user_type)
+    _put(v, O_Vehicle_plate_valid, True)
+    _put(v, O_Vehicle_source, source)
     return v
 
 
 cdef object _vehicle_file(const unsigned char* p, Py_ssize_t size):
     f = _new(VehicleFile)
-    _set(f, "plate_raw", _b(p, 12))
-    _set(f, "color_code", p[12] << 8 | p[13])
-    _set(f, "vehicle_class", p[14])
-    _set(f, "user_type", p[15])
-    _set(f, "rest", _b(p + 16, size - 16))
+    _put(f, O_VehicleFile_plate_raw, _b(p, 12))
+    _put(f, O_VehicleFile_color_code, p[12] << 8 | p[13])
+    _put(f, O_VehicleFile_vehicle_class, p[14])
+    _put(f, O_VehicleFile_user_type, p[15])
+    _put(f, O_VehicleFile_rest, _b(p + 16, size - 16))
     return f
 
 
 cdef object _card_file(const unsigned char* p, Py_ssize_t size):
     f = _new(CardFile)
-    _set(f, "issuer", _b(p, 8))
-    _set(f, "card_type", p[8])
-    _set(f, "version", p[9])
-    _set(f, "network", _b(p + 10, 2))
-    _set(f, "card_number", _b(p + 12, 8))
-    _set(f, "start", _b(p + 20, 4))
-    _set(f, "expiry", _b(p + 24, 4))
-    _set(f, "plate_raw", _b(p + 28, 12))
-    _set(f, "user_type", p[40])
-    _set(f, "color_code", p[41])
-    _set(f, "vehicle_class", p[42])
-    _set(f, "rest", _b(p + 43, size - 43))
+    _put(f, O_CardFile_issuer, _b(p, 8))
+    _put(f, O_CardFile_card_type, p[8])
+    _put(f, O_CardFile_version, p[9])
+    _put(f, O_CardFile_network, _b(p + 10, 2))
+    _put(f, O_CardFile_card_number, _b(p + 12, 8))
+    _put(f, O_CardFile_start, _b(p + 20, 4))
+    _put(f, O_CardFile_expiry, _b(p + 24, 4))
+    _put(f, O_CardFile_plate_raw, _b(p + 28, 12))
+    _put(f, O_CardFile_user_type, p[40])
+    _put(f, O_CardFile_color_code, p[41])
+    _put(f, O_CardFile_vehicle_class, p[42])
+    _put(f, O_CardFile_rest, _b(p + 43, size - 43))
     return f
 
 
@@ -319,38 +417,38 @@ cdef object _place(const unsigned char* vf, Py_ssize_t vf_size, const unsigned c
 
 cdef object _obu_info(const unsigned char* p, Py_ssize_t n, int framing):
     r = _new(ObuInfo)
-    _set(r, "obu_id", _b(p, 4))
-    _set(r, "error", p[4])
+    _put(r, O_ObuInfo_obu_id, _b(p, 4))
+    _put(r, O_ObuInfo_error, p[4])
     if framing == ITS:
-        _set(r, "antenna", p[5])
-        _set(r, "device_type", p[6])
-        _set(r, "issuer", _b(p + 7, 8))
-        _set(r, "contract_type", p[15])
-        _set(r, "contract_version", p[16])
-        _set(r, "serial", _b(p + 17, 8))
-        _set(r, "issued", _b(p + 25, 4))
-        _set(r, "expires", _b(p + 29, 4))
-        _set(r, "equipment", p[33])
-        _set(r, "obu_status", p[34])
-        _set(r, "tamper", p[35])
+        _put(r, O_ObuInfo_antenna, p[5])
+        _put(r, O_ObuInfo_device_type, p[6])
+        _put(r, O_ObuInfo_issuer, _b(p + 7, 8))
+        _put(r, O_ObuInfo_contract_type, p[15])
+        _put(r, O_ObuInfo_contract_version, p[16])
+        _put(r, O_ObuInfo_serial, _b(p + 17, 8))
+        _put(r, O_ObuInfo_issued, _b(p + 25, 4))
+        _put(r, O_ObuInfo_expires, _b(p + 29, 4))
+        _put(r, O_ObuInfo_equipment, p[33])
+        _put(r, O_ObuInfo_obu_status, p[34])
+        _put(r, O_ObuInfo_tamper, p[35])
         return r
     cdef int at = 13
-    _set(r, "issuer", _b(p + 5, 8))
+    _put(r, O_ObuInfo_issuer, _b(p + 5, 8))
     if n == 34:
-        _set(r, "contract_type", p[13])
-        _set(r, "contract_version", p[14])
+        _put(r, O_ObuInfo_contract_type, p[13])
+        _put(r, O_ObuInfo_contract_version, p[14])
         at = 15
     else:
-        _set(r, "contract_type", None)
-        _set(r, "contract_version", None)
-    _set(r, "serial", _b(p + at, 8))
-    _set(r, "issued", _b(p + at + 8, 4))
-    _set(r, "expires", _b(p + at + 12, 4))
-    _set(r, "equipment", p[at + 16])
-    _set(r, "obu_status", p[at + 17] << 8 | p[at + 18])
-    _set(r, "antenna", None)
-    _set(r, "device_type", None)
-    _set(r, "tamper", None)
+        _put(r, O_ObuInfo_contract_type, None)
+        _put(r, O_ObuInfo_contract_version, None)
+    _put(r, O_ObuInfo_serial, _b(p + at, 8))
+    _put(r, O_ObuInfo_issued, _b(p + at + 8, 4))
+    _put(r, O_ObuInfo_expires, _b(p + at + 12, 4))
+    _put(r, O_ObuInfo_equipment, p[at + 16])
+    _put(r, O_ObuInfo_obu_status, p[at + 17] << 8 | p[at + 18])
+    _put(r, O_ObuInfo_antenna, None)
+    _put(r, O_ObuInfo_device_type, None)
+    _put(r, O_ObuInfo_tamper, None)
     return r
 
 
@@ -359,58 +457,58 @@ cdef object _card_info(const unsigned char* p, Py_ssize_t n, int framing, int vf
     cdef const unsigned char* vf = NULL
     cdef const unsigned char* cf
     cdef Py_ssize_t at
-    _set(r, "obu_id", _b(p, 4))
+    _put(r, O_CardInfo_obu_id, _b(p, 4))
     if framing == LANE:
         cf = p + 16
-        _set(r, "error", p[4])
-        _set(r, "card_type", p[5])
-        _set(r, "physical_card_type", p[6])
-        _set(r, "trans_type", p[7])
-        _set(r, "balance", _be(p + 8, 4))
-        _set(r, "card_id", _b(p + 12, 4))
-        _set(r, "card_file", _card_file(cf, cf_size))
-        _set(r, "file_0019", _b(cf + cf_size, 43))
-        _set(r, "vehicle_file", None)
-        _set(r, "obu_type", None)
-        _set(r, "card_present", None)
-        _set(r, "obu_status", None)
-        _set(r, "system_info", None)
-        _set(r, "rest", b"")
+        _put(r, O_CardInfo_error, p[4])
+        _put(r, O_CardInfo_card_type, p[5])
+        _put(r, O_CardInfo_physical_card_type, p[6])
+        _put(r, O_CardInfo_trans_type, p[7])
+        _put(r, O_CardInfo_balance, _be(p + 8, 4))
+        _put(r, O_CardInfo_card_id, _b(p + 12, 4))
+        _put(r, O_CardInfo_card_file, _card_file(cf, cf_size))
+        _put(r, O_CardInfo_file_0019, _b(cf + cf_size, 43))
+        _put(r, O_CardInfo_vehicle_file, None)
+        _put(r, O_CardInfo_obu_type, None)
+        _put(r, O_CardInfo_card_present, None)
+        _put(r, O_CardInfo_obu_status, None)
+        _put(r, O_CardInfo_system_info, None)
+        _put(r, O_CardInfo_rest, b"")
     elif framing == ITS:
         vf = p + 6
         at = 6 + vf_size
         cf = p + at + 4
-        _set(r, "error", p[4])
-        _set(r, "trans_type", p[5])
-        _set(r, "vehicle_file", _vehicle_file(vf, vf_size))
-        _set(r, "balance", _be(p + at, 4))
-        _set(r, "card_file", _card_file(cf, cf_size))
-        _set(r, "file_0019", _b(cf + cf_size, 43))
-        _set(r, "card_type", None)
-        _set(r, "physical_card_type", None)
-        _set(r, "card_id", None)
-        _set(r, "obu_type", None)
-        _set(r, "card_present", None)
-        _set(r, "obu_status", None)
-        _set(r, "system_info", None)
-        _set(r, "rest", b"")
+        _put(r, O_CardInfo_error, p[4])
+        _put(r, O_CardInfo_trans_type, p[5])
+        _put(r, O_CardInfo_vehicle_file, _vehicle_file(vf, vf_size))
+        _put(r, O_CardInfo_balance, _be(p + at, 4))
+        _put(r, O_CardInfo_card_file, _card_file(cf, cf_size))
+        _put(r, O_CardInfo_file_0019, _b(cf + cf_size, 43))
+        _put(r, O_CardInfo_card_type, None)
+        _put(r, O_CardInfo_physical_card_type, None)
+        _put(r, O_CardInfo_card_id, None)
+        _put(r, O_CardInfo_obu_type, None)
+        _put(r, O_CardInfo_card_present, None)
+        _put(r, O_CardInfo_obu_status, None)
+        _put(r, O_CardInfo_system_info, None)
+        _put(r, O_CardInfo_rest, b"")
     else:
         vf = p + 33
         cf = p + 112
-        _set(r, "error", None)
-        _set(r, "obu_type", p[4])
-        _set(r, "card_present", p[5])
-        _set(r, "obu_status", p[6])
-        _set(r, "system_info", _b(p + 7, 26))
-        _set(r, "vehicle_file", _vehicle_file(vf, 79))
-        _set(r, "card_file", _card_file(cf, 50))
-        _set(r, "balance", _be(p + 162, 4))
-        _set(r, "file_0019", _b(p + 166, 43))
-        _set(r, "rest", _b(p + 209, n - 209))
-        _set(r, "trans_type", None)
-        _set(r, "card_type", None)
-        _set(r, "physical_card_type", None)
-        _set(r, "card_id", None)
+        _put(r, O_CardInfo_error, None)
+        _put(r, O_CardInfo_obu_type, p[4])
+        _put(r, O_CardInfo_card_present, p[5])
+        _put(r, O_CardInfo_obu_status, p[6])
+        _put(r, O_CardInfo_system_info, _b(p + 7, 26))
+        _put(r, O_CardInfo_vehicle_file, _vehicle_file(vf, 79))
+        _put(r, O_CardInfo_card_file, _card_file(cf, 50))
+        _put(r, O_CardInfo_balance, _be(p + 162, 4))
+        _put(r, O_CardInfo_file_0019, _b(p + 166, 43))
+        _put(r, O_CardInfo_rest, _b(p + 209, n - 209))
+        _put(r, O_CardInfo_trans_type, None)
+        _put(r, O_CardInfo_card_type, None)
+        _put(r, O_CardInfo_physical_card_type, None)
+        _put(r, O_CardInfo_card_id, None)
     vehicle = None
     if framing == GENVICT or p[4] == 0:
         vehicle = _place(vf, vf_size, cf, False)
@@ -419,34 +517,34 @@ cdef object _card_info(const unsigned char* p, Py_ssize_t n, int framing, int vf
 
 cdef object _transaction(const unsigned char* p, Py_ssize_t n, int framing):
     r = _new(TransactionResult)
-    _set(r, "obu_id", _b(p, 4))
+    _put(r, O_TransactionResult_obu_id, _b(p, 4))
     if framing == GENVICT:
-        _set(r, "obu_type", p[4])
-        _set(r, "error", p[5])
-        _set(r, "psam_id", None)
-        _set(r, "time_bcd", None)
-        _set(r, "rest", _b(p + 6, n - 6))
+        _put(r, O_TransactionResult_obu_type, p[4])
+        _put(r, O_TransactionResult_error, p[5])
+        _put(r, O_TransactionResult_psam_id, None)
+        _put(r, O_TransactionResult_time_bcd, None)
+        _put(r, O_TransactionResult_rest, _b(p + 6, n - 6))
     elif framing == ITS:
-        _set(r, "error", p[4])
-        _set(r, "obu_type", None)
-        _set(r, "psam_id", _b(p + 5, 6))
-        _set(r, "time_bcd", _b(p + 11, 7))
-        _set(r, "rest", _b(p + 18, n - 18))
+        _put(r, O_TransactionResult_error, p[4])
+        _put(r, O_TransactionResult_obu_type, None)
+        _put(r, O_TransactionResult_psam_id, _b(p + 5, 6))
+        _put(r, O_TransactionResult_time_bcd, _b(p + 11, 7))
+        _put(r, O_TransactionResult_rest, _b(p + 18, n - 18))
     else:
-        _set(r, "error", p[4])
-        _set(r, "obu_type", None)
-        _set(r, "psam_id", None)
-        _set(r, "time_bcd", None)
-        _set(r, "rest", _b(p + 5, n - 5))
+        _put(r, O_TransactionResult_error, p[4])
+        _put(r, O_TransactionResult_obu_type, None)
+        _put(r, O_TransactionResult_psam_id, None)
+        _put(r, O_TransactionResult_time_bcd, None)
+        _put(r, O_TransactionResult_rest, _b(p + 5, n - 5))
     return r
 
 
 cdef object _rsu_status(const unsigned char* p, Py_ssize_t n, bint genvict_b2):
     r = _new(RsuStatus)
-    _set(r, "status", p[0])
-    _set(r, "rsu_switch", p[1] if genvict_b2 else None)
-    _set(r, "psam_auth", p[2] if genvict_b2 else None)
-    _set(r, "raw", _b(p, n))
+    _put(r, O_RsuStatus_status, p[0])
+    _put(r, O_RsuStatus_rsu_switch, p[1] if genvict_b2 else None)
+    _put(r, O_RsuStatus_psam_auth, p[2] if genvict_b2 else None)
+    _put(r, O_RsuStatus_raw, _b(p, n))
     return r
 
 
@@ -467,9 +565,9 @@ cdef object _parse(Raw* raw):
         else:
             raise _Fallback()
         r = _new(VehicleInfo)
-        _set(r, "obu_id", _b(p, 4))
-        _set(r, "error", p[4])
-        _set(r, "vehicle_file", _vehicle_file(p + 5, vf_size))
+        _put(r, O_VehicleInfo_obu_id, _b(p, 4))
+        _put(r, O_VehicleInfo_error, p[4])
+        _put(r, O_VehicleInfo_vehicle_file, _vehicle_file(p + 5, vf_size))
         return r, (_place(p + 5, vf_size, NULL, vf_size == 16) if p[4] == 0 else None)
     if t == 0xB4:
         if framing == LANE:
@@ -500,7 +598,7 @@ cdef object _parse(Raw* raw):
             raise _Fallback()
         if _heartbeat_b2(p, n):
             h = _new(Heartbeat)
-            _set(h, "raw", _b(p, n))
+            _put(h, O_Heartbeat_raw, _b(p, n))
             return h, None
         return _obu_info(p, n, framing), None
     if t == 0xB5:
@@ -509,7 +607,7 @@ cdef object _parse(Raw* raw):
         return _transaction(p, n, framing), None
     if t == 0xB1:
         h = _new(Heartbeat)
-        _set(h, "raw", _b(p, n))
+        _put(h, O_Heartbeat_raw, _b(p, n))
         return h, None
     if t == 0xB0 and n >= 1:
         return _rsu_status(p, n, False), None
@@ -539,11 +637,11 @@ cdef object _decode_one(const unsigned char[::1] view, object data, int framing,
     except _Fallback:
         return _reference_decode(bytes(data), name)
     frame = _new(Frame)
-    _set(frame, "framing", _FRAMINGS[raw.framing])
-    _set(frame, "frame_type", _TYPES[raw.frame_type])
-    _set(frame, "seq", raw.seq)
-    _set(frame, "record", record)
-    _set(frame, "vehicle", vehicle)
+    _put(frame, O_Frame_framing, _FRAMINGS[raw.framing])
+    _put(frame, O_Frame_frame_type, _TYPES[raw.frame_type])
+    _put(frame, O_Frame_seq, raw.seq)
+    _put(frame, O_Frame_record, record)
+    _put(frame, O_Frame_vehicle, vehicle)
     return frame
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from recognition_core.etc.decode import AUTO, FRAMING_NAMES, decode
+from recognition_core.etc.decode import AUTO, FRAMING_NAMES
+from recognition_core.etc.fast import decode
 from recognition_core.etc.records import MAX_FRAME_BYTES, Frame, FrameError
 
 _SEPARATORS = str.maketrans("", "", " \t\r\n:")

@@ -90,6 +90,8 @@ class StreamReader:
             return _STEPS[self._framing](buf, p, self._max)
         results = [(framing, _STEPS[framing](buf, p, self._max)) for framing in Framing]
         found = [(f, r) for f, r in results if r[0] is _Step.FRAME]
+        if len(found) > 1:  # as in decode_auto: only a frame of a known type can be placed
+            found = [(f, r) for f, r in found if not (isinstance(r[2], FrameError) and r[2].reason == "type")] or found
         if len(found) > 1:
             return _Step.BAD, p + 1, FrameError("ambiguous", "a frame passes the checks of several framings")
         if found:

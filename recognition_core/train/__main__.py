@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from crosspark.plate import ALPHABET, DIGITS, LETTERS, PROVINCES, SPECIAL_SUFFIXES
-from recognition_core.classify import CharClassifier
+from recognition_core.classify import GLYPH_SHAPE, CharClassifier
 from recognition_core.decode import best_plate
 from recognition_core.synth import FontMissingError, available_fonts
 from recognition_core.train.ccpd import CCPD_DIR, holdout, load_crops
@@ -63,6 +63,18 @@ def synthetic_set(plates: int, seed: int, progress: Progress, label: str) -> tup
             labels.append(cls)
         progress.advance(task)
     return np.stack(glyphs), np.array(labels, np.int64)
+
+
+def real_set(crops: list, copies: int, seed: int, progress: Progress) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    glyphs, labels = [np.zeros((0, *GLYPH_SHAPE), np.uint8)], []
+    task = progress.add_task("ccpd crops", total=len(crops), note="")
+    for crop in crops:
+        for glyph, cls in real_crop_glyphs(crop, rng, copies):
+            glyphs.append(glyph[None])
+            labels.append(cls)
+        progress.advance(task)
+    return np.concatenate(glyphs), np.array(labels, np.int64)
 
 
 def group_accuracy(pred: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
@@ -115,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recognition_core.train", description=__doc__)
     parser.add_argument("--plates", type=int, default=24000, help="synthetic training plates")
     parser.add_argument("--real-copies", type=int, default=12, help="augmented copies of each CCPD training crop")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=CCPD_DIR, help="the ccpd-crops-dev folder (optional)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR / "chars.npz")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the pipeline")
+    parser.add_argument("--cache", type=Path, help="keep the generated glyphs in this .npz and reuse them")
     args = parser.parse_args(argv)
     if args.quick:
         args.plates, args.real_copies, args.epochs = 300, 2, 1
@@ -140,26 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     held = [c for c in crops if holdout(c.name)]
 
     with _progress() as progress:
-        x_syn, y_syn = synthetic_set(args.plates, args.seed, progress, "synthetic plates")
-        test = synthetic_set(max(100, args.plates // 40), args.seed + 1, progress, "synthetic test plates")
-        rng = np.random.default_rng(args.seed + 2)
-        real_g, real_y = [], []
-        task = progress.add_task("ccpd crops", total=len(train_crops), note="")
-        for crop in train_crops:
-            for glyph, cls in real_crop_glyphs(crop, rng, args.real_copies):
-                real_g.append(glyph)
-                real_y.append(cls)
-            progress.advance(task)
-        x = np.concatenate([x_syn, np.stack(real_g)]) if real_g else x_syn
-        y = np.concatenate([y_syn, np.array(real_y, np.int64)]) if real_y else y_syn
-        console.print(f"{len(x_syn)} synthetic + {len(real_g)} real training glyphs; {len(held)} crops held out")
+        if args.cache and args.cache.is_file():
+            with np.load(args.cache) as cached:
+                x_syn, y_syn, x_real, y_real = (cached[k] for k in ("x_syn", "y_syn", "x_real", "y_real"))
+                test = (cached["x_test"], cached["y_test"])
+        else:
+            x_syn, y_syn = synthetic_set(args.plates, args.seed, progress, "synthetic plates")
+            test = synthetic_set(max(100, args.plates // 40), args.seed + 1, progress, "synthetic test plates")
+            x_real, y_real = real_set(train_crops, args.real_copies, args.seed + 2, progress)
+            if args.cache:
+                np.savez(
+                    args.cache, x_syn=x_syn, y_syn=y_syn, x_real=x_real, y_real=y_real, x_test=test[0], y_test=test[1]
+                )
+        x, y = np.concatenate([x_syn, x_real]), np.concatenate([y_syn, y_real])
+        console.print(f"{len(x_syn)} synthetic + {len(x_real)} real training glyphs; {len(held)} crops held out")
 
         model = CharNet()
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         batch = 256
         steps = args.epochs * ((len(x) + batch - 1) // batch)
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.15)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
         task = progress.add_task("training", total=steps, note="")
         for epoch in range(args.epochs):
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 total += loss.item() * len(idx)
                 seen += len(idx)
                 progress.update(task, advance=1, note=f"epoch {epoch + 1}/{args.epochs} loss {total / seen:.3f}")
+            progress.console.print(f"epoch {epoch + 1}/{args.epochs}: loss {total / seen:.4f}")
 
     export_npz(model, args.out)
     clf = CharClassifier.from_npz(args.out)
@@ -183,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     report["training"] = {
         "synthetic_plates": args.plates,
         "synthetic_glyphs": len(x_syn),
-        "real_glyphs": len(real_g),
+        "real_glyphs": len(x_real),
         "ccpd_train_crops": len(train_crops),
         "epochs": args.epochs,
         "seed": args.seed,

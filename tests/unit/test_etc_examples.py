@@ -17,6 +17,7 @@ from recognition_core.etc import (
     TransactionResult,
     VehicleSource,
     decode,
+    decode_reference,
     encode,
     to_identity,
     wrap,
@@ -86,6 +87,11 @@ def test_worked_example_with_escaping_decodes_exactly():
     assert frame.obu_id == "12ff34fe"
     assert frame.vehicle is not None
     assert (frame.vehicle.plate, frame.vehicle.color, frame.vehicle.vehicle_class) == ("京AD12345", PlateColor.GREEN, 1)
+
+
+@pytest.mark.parametrize("example", [EXAMPLE_YELLOW, EXAMPLE_ESCAPED])
+def test_reference_decoder_gives_the_same_worked_examples(example):
+    assert decode_reference(bytes.fromhex(example), "lane") == decode(bytes.fromhex(example), "lane")
 
 
 @pytest.mark.parametrize("example", [EXAMPLE_YELLOW, EXAMPLE_ESCAPED])
@@ -425,3 +431,12 @@ def test_flush_reports_a_torn_frame_at_end_of_stream():
     reader = StreamReader("lane")
     assert reader.feed(bytes.fromhex(EXAMPLE_YELLOW)[:10]) == []
     assert [e.reason for e in reader.flush()] == ["torn"]
+
+
+def test_auto_reads_an_its_frame_that_also_passes_the_genvict_check_as_its():
+    payload = OBU + b"\x00" + ef01()
+    seq = 1 + len(payload) + 4  # genvict would read VER·SEQ as its LEN: 00·SEQ
+    data = wrap(Framing.ITS, 0xB3, payload, seq=seq)
+    assert len(data) - 6 == seq  # the genvict check passes too
+    frame = decode(data)
+    assert (frame.framing, frame.vehicle.plate) == (Framing.ITS, "粤B12345")

@@ -23,9 +23,10 @@ from recognition_core.etc import (
     TransactionResult,
     VehicleFile,
     VehicleInfo,
-    decode,
     encode,
+    fast,
 )
+from recognition_core.etc import decode_reference as decode
 from recognition_core.etc.files import place_vehicle
 
 COLOR_CODES = sorted({c.etc_code for c in PlateColor} | {9})
@@ -225,7 +226,7 @@ def expected_vehicle(record):
     return None
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(framed_records)
 def test_encode_then_decode_gives_back_the_record(case):
     framing, (frame_type, record), seq = case
@@ -236,7 +237,7 @@ def test_encode_then_decode_gives_back_the_record(case):
     )
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(framed_records)
 def test_auto_decodes_what_the_configured_framing_decodes(case):
     framing, (frame_type, record), seq = case
@@ -281,7 +282,7 @@ def mutate(data: bytes, how: str, where: int, value: int) -> bytes:
     return data[:i]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(vehicle_frames(), mutations, st.booleans())
 def test_a_mutated_frame_never_yields_a_different_vehicle(case, mutation, auto):
     framing, data = case
@@ -304,7 +305,7 @@ def test_stream_reader_on_random_bytes_raises_nothing(chunks, framing):
     reader.flush()
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(list(Framing)).flatmap(
         lambda f: st.tuples(st.just(f), st.lists(records(f), min_size=1, max_size=5))
@@ -322,7 +323,7 @@ def test_stream_reader_finds_every_frame_between_garbage(case, garbage, chunk_si
     assert got == [decode(f, framing) for f in frames]
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(list(Framing)).flatmap(lambda f: st.tuples(st.just(f), records(f), records(f))),
     st.integers(1, 10_000),
@@ -336,3 +337,50 @@ def test_stream_reader_recovers_the_frame_after_a_torn_one(case, cut):
     out = reader.feed(torn + whole + whole)
     got = [item for item in out if isinstance(item, Frame)]
     assert got[-2:] == [decode(whole, framing)] * 2 or got[-1:] == [decode(whole, framing)]
+
+
+# -- the compiled decoder against the reference ---------------------------------------------------
+
+
+def outcome(decoder, data: bytes, framing: str):
+    try:
+        return decoder(data, framing)
+    except FrameError as exc:
+        return ("error", exc.reason, str(exc))
+
+
+def test_the_compiled_decoder_is_in_use():
+    assert fast.COMPILED
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(framed_records, st.booleans())
+def test_compiled_decoder_equals_the_reference_on_valid_frames(case, auto):
+    framing, (frame_type, record), seq = case
+    data = encode(framing, record, seq, frame_type)
+    name = "auto" if auto else framing.value
+    assert outcome(fast.decode, data, name) == outcome(decode, data, name)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(vehicle_frames(), mutations, st.booleans())
+def test_compiled_decoder_equals_the_reference_on_mutated_frames(case, mutation, auto):
+    framing, data = case
+    mutated = mutate(data, *mutation)
+    name = "auto" if auto else framing.value
+    assert outcome(fast.decode, mutated, name) == outcome(decode, mutated, name)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300), st.sampled_from(["auto", "lane", "its", "genvict"]))
+def test_compiled_decoder_equals_the_reference_on_random_bytes(data, framing):
+    data = b"\xff\xff" + data
+    assert outcome(fast.decode, data, framing) == outcome(decode, data, framing)
+
+
+@settings(max_examples=200)
+@given(plate_fields, st.sampled_from([*COLOR_CODES, 7, 8, 10, 255]), st.sampled_from([16, 59, 79]))
+def test_compiled_decoder_places_the_same_vehicle_as_the_reference(plate, color, size):
+    record = VehicleInfo(b"\x01\x02\x03\x04", 0, VehicleFile(plate, color, 1, 0, bytes(size - 16)))
+    data = encode(Framing.LANE, record, 1)
+    assert outcome(fast.decode, data, "lane") == outcome(decode, data, "lane")

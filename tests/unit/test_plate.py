@@ -44,15 +44,21 @@ def special_plates(draw: st.DrawFn) -> str:
 @st.composite
 def small_new_energy_plates(draw: st.DrawFn) -> str:
     return (
-        draw(provinces) + draw(letters) + draw(st.sampled_from("DF")) + draw(alnums)
+        draw(provinces)
+        + draw(letters)
+        + draw(st.sampled_from("DF"))
+        + draw(alnums)
         + "".join(draw(st.lists(digits, min_size=4, max_size=4)))
     )
 
 
 @st.composite
 def large_new_energy_plates(draw: st.DrawFn) -> str:
-    return draw(provinces) + draw(letters) + "".join(draw(st.lists(digits, min_size=5, max_size=5))) + draw(
-        st.sampled_from("DF")
+    return (
+        draw(provinces)
+        + draw(letters)
+        + "".join(draw(st.lists(digits, min_size=5, max_size=5)))
+        + draw(st.sampled_from("DF"))
     )
 
 
@@ -91,7 +97,16 @@ def test_plate_like_strings_are_valid_or_name_their_rule(raw: str) -> None:
     try:
         validate(raw)
     except PlateError as error:
-        assert error.rule in {"empty", "province", "length", "authority", "serial", "suffix", "cross_border", "new_energy"}
+        assert error.rule in {
+            "empty",
+            "province",
+            "length",
+            "authority",
+            "serial",
+            "suffix",
+            "cross_border",
+            "new_energy",
+        }
 
 
 @pytest.mark.parametrize(

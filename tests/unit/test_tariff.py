@@ -27,7 +27,10 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 def day_night(**kw: object) -> Tariff:
     return Tariff(
-        TariffKind.PER_TIME, unit_minutes=60, bands=(Band.parse("08:00", 1500), Band.parse("20:00", 1000)), **kw  # type: ignore[arg-type]
+        TariffKind.PER_TIME,
+        unit_minutes=60,
+        bands=(Band.parse("08:00", 1500), Band.parse("20:00", 1000)),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -91,8 +94,12 @@ def test_bands_are_read_in_the_lots_time_zone() -> None:
 
 def test_dst_change_moves_band_edges_in_utc() -> None:
     new_york = ZoneInfo("America/New_York")
-    tariff = Tariff(TariffKind.PER_TIME, unit_minutes=60, bands=(Band.parse("00:00", 1), Band.parse("03:00", 100)),
-                    time_zone="America/New_York")
+    tariff = Tariff(
+        TariffKind.PER_TIME,
+        unit_minutes=60,
+        bands=(Band.parse("00:00", 1), Band.parse("03:00", 100)),
+        time_zone="America/New_York",
+    )
     # 2026-03-08 02:00 local does not exist: 01:00 EST + 1 h is 03:00 EDT, already the 100 band.
     entry = datetime(2026, 3, 8, 1, 0, tzinfo=new_york).astimezone(UTC)
     exit_ = entry + timedelta(hours=2)
@@ -106,7 +113,9 @@ def test_bulk_path_matches_single_stays() -> None:
     exits = entries + rng.integers(0, 3 * 86400, 500)
     fee, units, _ = price_stays(tariff, entries, exits)
     for i in range(0, 500, 50):
-        single = price_stay(tariff, datetime.fromtimestamp(int(entries[i]), UTC), datetime.fromtimestamp(int(exits[i]), UTC))
+        single = price_stay(
+            tariff, datetime.fromtimestamp(int(entries[i]), UTC), datetime.fromtimestamp(int(exits[i]), UTC)
+        )
         assert (single.fee_fen, single.units) == (fee[i], units[i])
 
 

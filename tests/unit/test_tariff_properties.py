@@ -29,8 +29,13 @@ def tariffs(draw: st.DrawFn) -> Tariff:
 
 
 # Around DST changes in the northern and southern hemispheres, and ordinary days.
-BASE = [datetime(2026, 3, 7, tzinfo=UTC), datetime(2026, 10, 3, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC),
-        datetime(2026, 3, 28, tzinfo=UTC), datetime(2026, 7, 15, tzinfo=UTC)]
+BASE = [
+    datetime(2026, 3, 7, tzinfo=UTC),
+    datetime(2026, 10, 3, tzinfo=UTC),
+    datetime(2026, 11, 1, tzinfo=UTC),
+    datetime(2026, 3, 28, tzinfo=UTC),
+    datetime(2026, 7, 15, tzinfo=UTC),
+]
 
 
 @st.composite

@@ -1,0 +1,9 @@
+from collections.abc import Sequence
+
+import numpy as np
+
+from recognition_core.etc.records import Frame, FrameError, Framing
+
+def decode(data: bytes, framing: Framing | str = "auto") -> Frame: ...
+def decode_many(frames: Sequence[bytes], framing: Framing | str = "auto") -> list[Frame | FrameError]: ...
+def check_many(buffer: np.ndarray, offsets: np.ndarray, framing: Framing | str = "auto") -> int: ...

@@ -1,0 +1,190 @@
+"""Passage ingest (ReportPassages): every stream hands its batches to one writer thread, which
+decides them against what the database holds and commits many streams' batches in one transaction
+(group commit: one fsync for all of them). A stream gets its acks only after that commit, so every
+acknowledged passage is durable. Inserts ignore rows another replica committed meanwhile, so two
+replicas receiving the same passage store it once."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import Connection, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crosspark.clock import Clock
+from crosspark.db import Database
+from crosspark.errors import Unavailable
+from settlement.domain import EXIT, Decision, HeldEntry, Passage, decide
+from settlement.store import PassageRow, StayRow, from_us, to_us
+
+log = structlog.get_logger("settlement.ingest")
+
+#: Most passages one group commit takes; more wait for the next one.
+MAX_GROUP = 20_000
+_IN_CHUNK = 5_000
+
+
+@dataclass
+class _Job:
+    lot_id: str
+    passages: Sequence[Passage]
+    outbox_depth: int
+    outbox_oldest_us: int | None
+    done: threading.Event = field(default_factory=threading.Event)
+    decisions: list[Decision] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class PassageIngest:
+    """Decides and stores reported passages; ``submit`` blocks until its batch is committed."""
+
+    def __init__(
+        self, db: Database, clock: Clock, stop: threading.Event, on_stays: Callable[[set[str]], None] | None = None
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._stop = stop
+        self._on_stays = on_stays
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        passages: Table = PassageRow.__table__  # type: ignore[assignment]
+        stays: Table = StayRow.__table__  # type: ignore[assignment]
+        dialect = postgresql if db.dialect == "postgresql" else sqlite
+        self._insert_passages = dialect.insert(passages).on_conflict_do_nothing()
+        self._insert_stays = dialect.insert(stays).on_conflict_do_nothing()
+
+    def submit(
+        self, lot_id: str, passages: Sequence[Passage], outbox_depth: int = 0, outbox_oldest_us: int | None = None
+    ) -> list[Decision]:
+        """Decisions for ``passages`` in their order, once the accepted ones are committed."""
+        self._ensure_writer()
+        job = _Job(lot_id, passages, outbox_depth, outbox_oldest_us)
+        self._queue.put(job)
+        while not job.done.wait(0.5):
+            if self._stop.is_set():
+                raise Unavailable("the platform is shutting down")
+        if job.error is not None:
+            raise Unavailable(f"passages could not be stored: {job.error}") from job.error
+        return job.decisions
+
+    def _ensure_writer(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="passage-ingest", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                jobs = [self._queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            size = len(jobs[0].passages)
+            while size < MAX_GROUP:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                size += len(job.passages)
+            try:
+                lots_with_stays = self._commit(jobs)
+            except Exception as exc:  # every waiting stream learns of it; the writer carries on
+                log.error("ingest.commit_failed", error=str(exc), batches=len(jobs))
+                for job in jobs:
+                    job.error = exc
+                lots_with_stays = set()
+            for job in jobs:
+                job.done.set()
+            if lots_with_stays and self._on_stays is not None:
+                self._on_stays(lots_with_stays)
+
+    def _commit(self, jobs: list[_Job]) -> set[str]:
+        now_us = to_us(self._clock.now())
+        wanted = set()
+        for job in jobs:
+            for p in job.passages:
+                wanted.add(p.passage_id)
+                if p.direction == EXIT and p.entry_passage_id:
+                    wanted.add(p.entry_passage_id)
+        passage_rows: list[dict[str, object]] = []
+        stay_rows: list[dict[str, object]] = []
+        lots_with_stays: set[str] = set()
+        with self._db.writer.begin() as conn:
+            held = _held(conn, wanted)
+            closed = _closed_stays(conn, [i for i, h in held.items() if h.direction != EXIT])
+            for job in jobs:
+                job.decisions = decide(job.passages, job.lot_id, now_us, held, closed)
+                for p, decision in zip(job.passages, job.decisions, strict=True):
+                    if decision.ack.name != "ACCEPTED":
+                        continue
+                    passage_rows.append({
+                        "passage_id": p.passage_id, "lot_id": p.lot_id, "gate_id": p.gate_id,
+                        "direction": p.direction, "plate": p.plate, "color": p.color, "source": p.source,
+                        "card_id": p.card_id, "stay_id": p.stay_id or (p.passage_id if p.direction != EXIT else ""),
+                        "entry_passage_id": p.entry_passage_id, "flags": p.flags,
+                        "membership_answer_id": p.membership_answer_id, "occurred_us": p.occurred_us,
+                        "card_valid_until_us": p.card_valid_until_us, "received_us": now_us,
+                    })
+                    stay = decision.stay
+                    if stay is not None:
+                        stay_rows.append({
+                            "stay_id": stay.stay_id, "lot_id": stay.lot_id, "card_id": stay.card_id,
+                            "plate": stay.plate, "color": stay.color, "entry_us": stay.entry_us,
+                            "exit_us": stay.exit_us, "settle_to_us": stay.settle_to_us,
+                            "entry_passage_id": stay.entry_passage_id, "exit_passage_id": stay.exit_passage_id,
+                            "flags": stay.flags, "received_us": now_us, "statement_seq": None,
+                        })
+                        lots_with_stays.add(stay.lot_id)
+            if passage_rows:
+                conn.execute(self._insert_passages, passage_rows)
+            if stay_rows:
+                conn.execute(self._insert_stays, stay_rows)
+            _record_outboxes(conn, jobs, now_us)
+        return lots_with_stays
+
+
+def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry]:
+    p = PassageRow
+    held: dict[str, HeldEntry] = {}
+    ordered = list(ids)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        rows = conn.execute(
+            select(p.passage_id, p.lot_id, p.direction, p.occurred_us, p.card_id, p.plate, p.color).where(
+                p.passage_id.in_(ordered[start : start + _IN_CHUNK])
+            )
+        )
+        for passage_id, lot_id, direction, occurred_us, card_id, plate, color in rows:
+            held[passage_id] = HeldEntry(lot_id, direction, occurred_us, card_id, plate, color)
+    return held
+
+
+def _closed_stays(conn: Connection, entry_ids: list[str]) -> set[str]:
+    closed: set[str] = set()
+    for start in range(0, len(entry_ids), _IN_CHUNK):
+        closed.update(
+            conn.scalars(select(StayRow.stay_id).where(StayRow.stay_id.in_(entry_ids[start : start + _IN_CHUNK])))
+        )
+    return closed
+
+
+def _record_outboxes(conn: Connection, jobs: list[_Job], now_us: int) -> None:
+    """The latest outbox figures of each lot, for LotStatus."""
+    from card_service.store import LotRow
+
+    latest = {job.lot_id: job for job in jobs}
+    for lot_id, job in latest.items():
+        conn.execute(
+            update(LotRow)
+            .where(LotRow.lot_id == lot_id)
+            .values(
+                outbox_depth=job.outbox_depth,
+                outbox_oldest_at=from_us(job.outbox_oldest_us) if job.outbox_oldest_us else None,
+                last_seen_at=from_us(now_us),
+            )
+        )
