@@ -1,5 +1,5 @@
-"""Passage ingest (ReportPassages): sustained passages/s from 10 concurrent lot streams into a real
-platform over loopback gRPC, every ack after its passages are committed (SQLite WAL,
+"""Passage ingest (ReportPassages): sustained passages/s from 10 concurrent lot streams (each keeping
+4 batches of 1000 in flight) into a real platform over loopback gRPC, every ack after its passages are committed (SQLite WAL,
 synchronous=FULL). Baseline in the same run: raw ``sqlite3.executemany`` of the same rows into the
 same tables, one transaction per 1000-passage batch (the unit a lot gets acked), and, as an upper
 bound, everything in one transaction. ``--pg URL`` (or CROSSPARK_TEST_PG_URL) adds PostgreSQL."""
@@ -28,6 +28,8 @@ from crosspark.v1 import common_pb2, settlement_pb2, settlement_pb2_grpc  # noqa
 pb = settlement_pb2
 LOTS = 10
 BATCH = 1000
+#: Batches a lot keeps in flight before it waits for an ack (like the lot node's outbox sender).
+WINDOW = 4
 NOW = datetime(2026, 11, 3, tzinfo=UTC)
 
 
@@ -71,9 +73,11 @@ def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str,
         def stream(lot: str) -> None:
             stub = settlement_pb2_grpc.SettlementServiceStub(channel_to(platform, tokens[lot]))
             sent: dict[int, float] = {}
+            window = threading.Semaphore(WINDOW)
 
             def requests():  # type: ignore[no-untyped-def]
                 for batch in work[lot]:
+                    window.acquire()
                     sent[batch.batch_seq] = time.perf_counter()
                     yield batch
 
@@ -85,6 +89,7 @@ def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str,
                         raise RuntimeError(f"{lot}: {bad[0].reason}")
                     with lock:
                         latencies.append(time.perf_counter() - sent[ack.batch_seq])
+                    window.release()
             except BaseException as exc:
                 errors.append(exc)
 

@@ -28,6 +28,8 @@ REQUIRED_COLUMNS = ("plate", "color", "holder_name", "holder_phone", "start_date
 OPTIONAL_COLUMNS = ("scope", "request_id")
 _COLOR_NAMES = {c.value: c for c in PlateColor} | {str(code): PlateColor.from_etc_code(code) for code in (0, 1, 2, 3, 4, 5, 6, 9)}
 _ACTIVE = CardState.ACTIVE.value
+#: What ``_Checker.check`` answers for a row whose request id was imported before.
+ALREADY_IMPORTED = "already imported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ class _Checker:
     now: datetime
     overlaps: _Overlaps
     columns: dict[str, int]
+    #: Request ids of cards already in the database (rows with these are skipped, not loaded again).
+    imported: set[str] = field(default_factory=set)
     request_ids: set[str] = field(default_factory=set)
     _validity: dict[tuple[str, int], tuple[datetime, datetime, date]] = field(default_factory=dict)
 
@@ -162,6 +166,8 @@ class _Checker:
         if "request_id" in col and (request_id := row[col["request_id"]].strip() or None) is not None:
             if len(request_id) > domain.MAX_REQUEST_ID:
                 return f"request_id: at most {domain.MAX_REQUEST_ID} characters"
+            if request_id in self.imported:
+                return ALREADY_IMPORTED
             if request_id in self.request_ids:
                 return f"request_id: {request_id!r} appears twice in the file"
             self.request_ids.add(request_id)
@@ -231,7 +237,8 @@ def import_csv(
         seen_version, _ = store.read_versions(session)
         for plate, color, valid_from, valid_until, card_id in store.active_intervals(session):
             overlaps.add(f"{plate}|{color}", (valid_from, valid_until, card_id))
-    checker = _Checker(lots, zone, zone_name, now, overlaps, columns)
+        imported = store.all_request_ids(session) if "request_id" in columns else set()
+    checker = _Checker(lots, zone, zone_name, now, overlaps, columns, imported)
     report = ImportReport(dry_run=dry_run)
     guard = threading.Lock()  # the checker's state: this thread checks, the writer re-checks
     batches: queue.Queue[list[tuple[int, list[str], dict[str, Any]]] | None] = queue.Queue(maxsize=2)
@@ -257,6 +264,9 @@ def import_csv(
             report.rows += 1
             with guard:
                 checked = checker.check(row, next(ids))
+            if checked is ALREADY_IMPORTED:
+                report.skipped += 1
+                continue
             if isinstance(checked, str):
                 report.rejected.append(Rejection(line, checked, row))
                 continue
@@ -292,19 +302,21 @@ def _load(
         if db.dialect == "sqlite":  # the indexes of a million cards fit in memory: no re-reads
             session.connection().exec_driver_sql("PRAGMA cache_size=-262144")
         version, floor = store.lock_versions(session)
-        if version > seen_version:
+        done: set[str] = set()
+        if version > seen_version:  # someone else changed cards since they were checked
             with guard:
                 _recheck(session, pending, report, checker.overlaps, seen_version)
-        wanted = [cols["request_id"] for _, _, cols in pending if cols["request_id"]]
-        done = store.existing_request_ids(session, wanted) if wanted else set()
+            wanted = [cols["request_id"] for _, _, cols in pending if cols["request_id"]]
+            done = store.existing_request_ids(session, wanted) if wanted else set()
         cards = []
         for _, _, cols in pending:
-            if cols["request_id"] in done:
-                report.skipped += 1
+            if cols["request_id"] in done:  # imported meanwhile by a concurrent run
                 continue
             version += 1
             cols["version"] = version
             cards.append(cols)
+        with guard:
+            report.skipped += len(pending) - len(cards)
         if not cards:
             return version
         store.insert_cards(session, cards)

@@ -342,6 +342,11 @@ def active_intervals(session: Session) -> Iterator[tuple[str, str, datetime, dat
         yield row.plate, row.color, row.valid_from, row.valid_until, row.card_id
 
 
+def all_request_ids(session: Session) -> set[str]:
+    query = select(CardRow.request_id).where(CardRow.request_id.is_not(None))
+    return set(session.scalars(query.execution_options(yield_per=50_000)))
+
+
 def existing_request_ids(session: Session, request_ids: Iterable[str]) -> set[str]:
     ids = list(request_ids)
     found: set[str] = set()

@@ -145,6 +145,8 @@ class CardSync:
                 while rows := cursor.fetchmany(LOAD_CHUNK):
                     parts.append(_columns_of(rows))
         self.cache = CardCache.load(_concat(parts, version), self.cache.key)
+        del parts
+        _release_free_memory()
         self.version = version
         log.info("cards.loaded", version=version, cards=len(self.cache))
         return version
@@ -236,6 +238,21 @@ class CardSync:
             self._call = None
             call.cancel()
             channel.close()
+
+
+def _release_free_memory() -> None:
+    """Hand the heap freed by a large load back to the OS (glibc keeps it otherwise)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
 
 
 def stored_version(db: Database) -> int:

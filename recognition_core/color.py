@@ -78,9 +78,9 @@ def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
 
     # The background is the larger side of an Otsu split of brightness; the characters the smaller.
     gray = cv2.cvtColor(inner, cv2.COLOR_BGR2GRAY)
-    _, bright = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    bright = bright.astype(bool)
-    background = bright if bright.mean() >= 0.5 else ~bright
+    _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    bright = ink.astype(bool)
+    background = bright if bright.mean() >= 0.5 else np.logical_not(bright)
     bg = hsv[background]
     sat, val = float(np.median(bg[:, 1])), float(np.median(bg[:, 2]))
     hist = np.bincount(bg[:, 0] // 6, weights=bg[:, 1].astype(np.float64), minlength=30)

@@ -32,7 +32,7 @@ MAX_SIDE = 8000
 #: Smallest width or height accepted.
 MIN_SIDE = 16
 #: Width at which the cue maps are computed.
-LOCATE_WIDTH = 640
+LOCATE_WIDTH = 800
 #: A plate is 440 × 140 mm.
 PLATE_ASPECT = 440 / 140
 #: Size of an upright plate cut: the plate rectangle plus a margin, scaled to this height.
@@ -294,8 +294,12 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     sx = image.shape[1] / small.shape[1]
     sy = image.shape[0] / small.shape[0]
     colour, edge, luma = cue_maps(small)
-    edge_mask = cv2.threshold(edge, _edge_threshold(edge), 255, cv2.THRESH_BINARY)[1]
+    strong = _edge_threshold(edge)
+    edge_mask = cv2.threshold(edge, strong, 255, cv2.THRESH_BINARY)[1]
     found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask)
+    # dim plates (night, haze) have weak strokes: look again with half the threshold
+    weak_mask = cv2.threshold(edge, max(8, strong // 2), 255, cv2.THRESH_BINARY)[1]
+    found += _edge_candidates(weak_mask)
     if not found:
         return []
     rects = np.array([r for r, _ in found])

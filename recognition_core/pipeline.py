@@ -133,9 +133,11 @@ def _dark_text_guess(gray: np.ndarray) -> bool:
     """Whether the characters look darker than the plate: the background covers most of a plate,
     so the median pixel sits on the background's side of the contrast range."""
     h = gray.shape[0]
-    middle = gray[h // 4 : h - h // 4]
-    lo, mid, hi = np.percentile(middle, (10, 50, 90))
-    return bool(mid > (lo + hi) / 2)
+    middle = gray[h // 4 : h - h // 4].ravel()
+    n = middle.size
+    ks = (n // 10, n // 2, (9 * n) // 10)
+    lo, mid, hi = (int(v) for v in np.partition(middle, ks)[list(ks)])
+    return mid > (lo + hi) / 2
 
 
 def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None:
@@ -146,11 +148,15 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None
     dark_text = is_dark_text(hint) if hint is not None else _dark_text_guess(gray)
     n_chars = 8 if hint in _EIGHT_CHARACTER_COLOURS else 7
     seg = _segment_as(gray, dark_text, n_chars)
+    if seg is None and hint is None:
+        dark_text = not dark_text
+        seg = _segment_as(gray, dark_text, n_chars)
+    if seg is None:
+        return None
     color, _ = plate_color(crop)
     want_n = 8 if color in _EIGHT_CHARACTER_COLOURS else 7
-    if seg is None or is_dark_text(color) != dark_text or want_n != n_chars:
-        if is_dark_text(color) != dark_text or want_n != n_chars:
-            seg = _segment_as(gray, is_dark_text(color), want_n)
+    if is_dark_text(color) != dark_text or want_n != n_chars:
+        seg = _segment_as(gray, is_dark_text(color), want_n)
         if seg is None:
             return None
     glyphs = np.stack([prepare_glyph(g) for g in seg.glyphs])

@@ -86,7 +86,7 @@ def _open_face(path: Path, family_hint: str, size: int) -> ImageFont.FreeTypeFon
             face = ImageFont.truetype(str(path), size, index=index)
         except OSError:
             break
-        if family_hint in " ".join(face.getname()):
+        if family_hint in " ".join(part or "" for part in face.getname()):
             return face
     return ImageFont.truetype(str(path), size)
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import Connection, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crosspark.clock import Clock
 from crosspark.db import Database
@@ -52,11 +51,10 @@ class PassageIngest:
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        passages: Table = PassageRow.__table__  # type: ignore[assignment]
-        stays: Table = StayRow.__table__  # type: ignore[assignment]
-        dialect = postgresql if db.dialect == "postgresql" else sqlite
-        self._insert_passages = dialect.insert(passages).on_conflict_do_nothing()
-        self._insert_stays = dialect.insert(stays).on_conflict_do_nothing()
+        # Rows go to the driver as tuples (no per-row SQLAlchemy processing): the hot path.
+        mark = "%s" if db.dialect == "postgresql" else "?"
+        self._insert_passages = _insert_sql(PassageRow.__table__, PASSAGE_COLUMNS, mark)  # type: ignore[arg-type]
+        self._insert_stays = _insert_sql(StayRow.__table__, STAY_COLUMNS, mark)  # type: ignore[arg-type]
 
     def submit(
         self, lot_id: str, passages: Sequence[Passage], outbox_depth: int = 0, outbox_oldest_us: int | None = None
@@ -112,8 +110,8 @@ class PassageIngest:
                 wanted.add(p.passage_id)
                 if p.direction == EXIT and p.entry_passage_id:
                     wanted.add(p.entry_passage_id)
-        passage_rows: list[dict[str, object]] = []
-        stay_rows: list[dict[str, object]] = []
+        passage_rows: list[tuple[object, ...]] = []
+        stay_rows: list[tuple[object, ...]] = []
         lots_with_stays: set[str] = set()
         with self._db.writer.begin() as conn:
             held = _held(conn, wanted)
@@ -123,30 +121,45 @@ class PassageIngest:
                 for p, decision in zip(job.passages, job.decisions, strict=True):
                     if decision.ack.name != "ACCEPTED":
                         continue
-                    passage_rows.append({
-                        "passage_id": p.passage_id, "lot_id": p.lot_id, "gate_id": p.gate_id,
-                        "direction": p.direction, "plate": p.plate, "color": p.color, "source": p.source,
-                        "card_id": p.card_id, "stay_id": p.stay_id or (p.passage_id if p.direction != EXIT else ""),
-                        "entry_passage_id": p.entry_passage_id, "flags": p.flags,
-                        "membership_answer_id": p.membership_answer_id, "occurred_us": p.occurred_us,
-                        "card_valid_until_us": p.card_valid_until_us, "received_us": now_us,
-                    })
+                    passage_rows.append((
+                        p.passage_id, p.lot_id, p.gate_id, p.direction, p.plate, p.color, p.source, p.card_id,
+                        p.stay_id or (p.passage_id if p.direction != EXIT else ""), p.entry_passage_id, p.flags,
+                        p.membership_answer_id, p.occurred_us, p.card_valid_until_us, now_us,
+                    ))
                     stay = decision.stay
                     if stay is not None:
-                        stay_rows.append({
-                            "stay_id": stay.stay_id, "lot_id": stay.lot_id, "card_id": stay.card_id,
-                            "plate": stay.plate, "color": stay.color, "entry_us": stay.entry_us,
-                            "exit_us": stay.exit_us, "settle_to_us": stay.settle_to_us,
-                            "entry_passage_id": stay.entry_passage_id, "exit_passage_id": stay.exit_passage_id,
-                            "flags": stay.flags, "received_us": now_us, "statement_seq": None,
-                        })
+                        stay_rows.append((
+                            stay.stay_id, stay.lot_id, stay.card_id, stay.plate, stay.color, stay.entry_us,
+                            stay.exit_us, stay.settle_to_us, stay.entry_passage_id, stay.exit_passage_id, stay.flags,
+                            now_us,
+                        ))
                         lots_with_stays.add(stay.lot_id)
             if passage_rows:
-                conn.execute(self._insert_passages, passage_rows)
+                conn.exec_driver_sql(self._insert_passages, passage_rows)
             if stay_rows:
-                conn.execute(self._insert_stays, stay_rows)
+                conn.exec_driver_sql(self._insert_stays, stay_rows)
             _record_outboxes(conn, jobs, now_us)
         return lots_with_stays
+
+
+PASSAGE_COLUMNS = (
+    "passage_id", "lot_id", "gate_id", "direction", "plate", "color", "source", "card_id", "stay_id",
+    "entry_passage_id", "flags", "membership_answer_id", "occurred_us", "card_valid_until_us", "received_us",
+)
+STAY_COLUMNS = (
+    "stay_id", "lot_id", "card_id", "plate", "color", "entry_us", "exit_us", "settle_to_us", "entry_passage_id",
+    "exit_passage_id", "flags", "received_us",
+)
+
+
+def _insert_sql(table: Table, columns: tuple[str, ...], mark: str) -> str:
+    """``INSERT … ON CONFLICT DO NOTHING`` (SQLite ≥ 3.24 and PostgreSQL): a row another replica
+    committed meanwhile is skipped, not an error."""
+    assert set(columns) <= set(table.columns.keys())
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
+        "ON CONFLICT DO NOTHING"
+    )
 
 
 def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry]:

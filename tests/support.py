@@ -58,3 +58,17 @@ def insert_lot(platform: Platform, lot_id: str, *, time_zone: str = "Asia/Shangh
 
 def channel_to(platform: Platform, token: str | None = ADMIN_TOKEN) -> grpc.Channel:
     return open_channel(platform.address, token=token, insecure=True)
+
+
+def register_lot(platform: Platform, lot_id: str, *, mode: int = 2, period: int = 2) -> tuple[str, bytes]:
+    """Register a lot through AdminService (as an operator would); returns its token and card-hash key.
+    ``mode``/``period`` are the crosspark.v1 enum numbers (default CACHED, DAILY)."""
+    from crosspark.v1 import admin_pb2, admin_pb2_grpc
+
+    stub = admin_pb2_grpc.AdminServiceStub(channel_to(platform))
+    reply = stub.RegisterLot(
+        admin_pb2.RegisterLotRequest(
+            lot=admin_pb2.Lot(lot_id=lot_id, name=lot_id, time_zone="Asia/Shanghai", mode=mode, period=period)  # type: ignore[arg-type]
+        )
+    )
+    return reply.token, reply.card_hash_key

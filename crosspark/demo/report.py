@@ -46,13 +46,13 @@ def yuan(fen: int) -> str:
 
 
 COLUMNS = ("lot", "mode", "period", "visits", "monthly stays", "temporary revenue", "statements",
-           "statement total", "reconciliation")  # fmt: skip
+           "statement total", "reconciliation")
 
 
 def summary_rows(lots: Sequence[LotSummary]) -> list[tuple[str, ...]]:
     return [
         (lot.lot_id, lot.mode, lot.period, str(lot.visits), str(lot.monthly_stays), yuan(lot.temporary_revenue_fen),
-         str(lot.statements), yuan(lot.statement_total_fen), lot.reconciliation)  # fmt: skip
+         str(lot.statements), yuan(lot.statement_total_fen), lot.reconciliation)
         for lot in lots
     ]
 
@@ -106,7 +106,7 @@ Result: <strong class="{{ 'ok' if ok else 'bad' }}">{{ verdict }}</strong></p>
 def write_html(
     path: Path, *, month: str, lots: Sequence[LotSummary], events: int, seconds: float, outage: str, ok: bool,
     verdict: str, notes: Sequence[str], files: Sequence[str],
-) -> Path:  # fmt: skip
+) -> Path:
     charts = [
         _chart_svg("Daily visits per lot", {lot.lot_id: lot.daily_visits for lot in lots}, "gate passages"),
         _chart_svg(
@@ -119,6 +119,6 @@ def write_html(
     html = env.from_string(_TEMPLATE).render(
         month=month, columns=COLUMNS, rows=summary_rows(lots), charts=charts, events=events, seconds=seconds,
         outage=outage, ok=ok, verdict=verdict, notes=notes, files=files,
-    )  # fmt: skip
+    )
     path.write_text(html, encoding="utf-8")
     return path

@@ -59,9 +59,9 @@ class Plan:
     cards: list[CardPlan]
     visits: list[Visit]
     outage: tuple[datetime, datetime]
-    #: (lot id, exit day) of the stay whose platform fee the demo deliberately corrupts.
-    wrong_fee_lot: str
-    card_ending_in_stay: Visit | None = None
+    #: The stay whose platform record (and so fee) the demo deliberately corrupts.
+    wrong_fee_visit: Visit
+    card_ending_in_stay: Visit
     temporary_plates: list[tuple[str, PlateColor]] = field(default_factory=list)
 
     @property
@@ -104,8 +104,8 @@ def _plate(rng: random.Random, used: set[str], new_energy: bool = False) -> str:
             return plate
 
 
-def make_plan(seed: int = 7, *, days: int = 30, monthly_vehicles: int = 24, temporary_vehicles: int = 30,
-              visits_per_lot_day: int = 8) -> Plan:  # fmt: skip
+def make_plan(seed: int = 7, *, days: int = 31, monthly_vehicles: int = 24, temporary_vehicles: int = 30,
+              visits_per_lot_day: int = 8) -> Plan:
     """A month of traffic at three lots; the same seed gives the same month."""
     rng = random.Random(seed)
     month_start = datetime(2026, 10, 1, tzinfo=TZ)
@@ -154,8 +154,18 @@ def make_plan(seed: int = 7, *, days: int = 30, monthly_vehicles: int = 24, temp
     ending_visit = Visit(
         "lot-mixed", ending_plate, PlateColor.BLUE,
         datetime(2026, 10, 14, 19, 40, tzinfo=TZ), datetime(2026, 10, 15, 9, 5, tzinfo=TZ), True, True,
-    )  # fmt: skip
+    )
     visits.append(ending_visit)
+    # A monthly stay at lot-etc that the platform holds, not yet stated, when the outage begins:
+    # the demo corrupts its platform record while the platform is down.
+    wrong_plate, wrong_color, _ = next(m for m in members if not m[2])
+    wrong_fee_visit = Visit(
+        "lot-etc", wrong_plate, wrong_color,
+        datetime(2026, 10, 10, 7, 30, tzinfo=TZ), datetime(2026, 10, 10, 10, 45, tzinfo=TZ), True, True,
+    )
+    wrong_day = wrong_fee_visit.entry_at.date()
+    visits = [v for v in visits if not (v.plate == wrong_plate and v.entry_at.date() == wrong_day)]
+    visits.append(wrong_fee_visit)
     outage = (datetime(2026, 10, 10, 12, 0, tzinfo=TZ), datetime(2026, 10, 11, 18, 0, tzinfo=TZ))
     return Plan(
         month_start=month_start,
@@ -164,7 +174,7 @@ def make_plan(seed: int = 7, *, days: int = 30, monthly_vehicles: int = 24, temp
         cards=cards,
         visits=visits,
         outage=outage,
-        wrong_fee_lot="lot-etc",
+        wrong_fee_visit=wrong_fee_visit,
         card_ending_in_stay=ending_visit,
         temporary_plates=temporaries,
     )

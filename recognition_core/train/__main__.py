@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=CCPD_DIR, help="the ccpd-crops-dev folder (optional)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR / "chars.npz")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (more threads crawl on a busy machine)")
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the pipeline")
     parser.add_argument("--cache", type=Path, help="keep the generated glyphs in this .npz and reuse them")
     args = parser.parse_args(argv)

@@ -65,8 +65,9 @@ def test_read_image_refuses_a_photo_wider_than_8000_pixels_before_decoding_it() 
         pipeline.read_image(data)
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + b"\x00" * 40],
-                         ids=["empty", "text", "jpeg-header-only"])
+@pytest.mark.parametrize(
+    "data", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + b"\x00" * 40], ids=["empty", "text", "jpeg-header-only"]
+)
 def test_read_image_refuses_undecodable_bytes(data: bytes) -> None:
     with pytest.raises(pipeline.ImageRefused, match="not a decodable image"):
         pipeline.read_image(data)
@@ -205,8 +206,10 @@ def test_real_photos_are_read_with_few_false_reads(shared_data: Path) -> None:
         truth = {(p["plate"], p["color"]) for p in entry["plates"]}
         plates += len(truth)
         try:
-            found = {(r.identity.plate, r.identity.color.value) for r in pipeline.recognize(
-                pipeline.read_image(folder / entry["file"]))}
+            found = {
+                (r.identity.plate, r.identity.color.value)
+                for r in pipeline.recognize(pipeline.read_image(folder / entry["file"]))
+            }
         except pipeline.ImageRefused:
             continue
         outputs += len(found)

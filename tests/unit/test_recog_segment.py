@@ -42,8 +42,9 @@ def test_binarize_local_matches_reference_on_random_pixels(shape: tuple[int, int
 def test_binarize_local_matches_reference_on_real_crops(shared_data: Path) -> None:
     for _, crop in ccpd_crops(shared_data, 5):
         gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        for got, want in zip(_segment_cy.binarize_local(gray, 6, 6, 0.06, 4), _reference.binarize_local(gray, 6, 6, 0.06, 4),
-                             strict=True):
+        for got, want in zip(
+            _segment_cy.binarize_local(gray, 6, 6, 0.06, 4), _reference.binarize_local(gray, 6, 6, 0.06, 4), strict=True
+        ):
             np.testing.assert_array_equal(got, want)
 
 
@@ -127,8 +128,9 @@ def test_glyph_cuts_hold_bright_strokes_on_dark() -> None:
 def test_a_leaning_plate_is_sheared_upright() -> None:
     gray, _ = plate_gray()
     h = gray.shape[0]
-    leaning = cv2.warpAffine(gray, np.array([[1.0, 0.2, -0.2 * h / 2], [0.0, 1.0, 0.0]]), gray.shape[::-1],
-                             borderMode=cv2.BORDER_REPLICATE)
+    leaning = cv2.warpAffine(
+        gray, np.array([[1.0, 0.2, -0.2 * h / 2], [0.0, 1.0, 0.0]]), gray.shape[::-1], borderMode=cv2.BORDER_REPLICATE
+    )
     seg = segment.segment(leaning, 7)
     assert seg is not None
     assert seg.shear == pytest.approx(-0.2, abs=0.07)
@@ -137,8 +139,9 @@ def test_a_leaning_plate_is_sheared_upright() -> None:
 def test_a_slightly_turned_plate_is_levelled() -> None:
     gray, _ = plate_gray()
     h, w = gray.shape
-    turned = cv2.warpAffine(gray, cv2.getRotationMatrix2D((w / 2, h / 2), 6.0, 1.0), (w, h),
-                            borderMode=cv2.BORDER_REPLICATE)
+    turned = cv2.warpAffine(
+        gray, cv2.getRotationMatrix2D((w / 2, h / 2), 6.0, 1.0), (w, h), borderMode=cv2.BORDER_REPLICATE
+    )
     seg = segment.segment(turned, 7)
     assert seg is not None
     assert seg.tilt != 0.0
