@@ -1,8 +1,9 @@
 """Passage ingest (ReportPassages): sustained passages/s from 10 concurrent lot streams (each keeping
-4 batches of 1000 in flight) into a real platform over loopback gRPC, every ack after its passages are committed (SQLite WAL,
-synchronous=FULL). Baseline in the same run: raw ``sqlite3.executemany`` of the same rows into the
-same tables, one transaction per 1000-passage batch (the unit a lot gets acked), and, as an upper
-bound, everything in one transaction. ``--pg URL`` (or CROSSPARK_TEST_PG_URL) adds PostgreSQL."""
+4 batches of 1000 in flight) into a real platform over loopback gRPC, every ack after its passages
+are committed (SQLite WAL, synchronous=FULL). Baseline in the same run: raw
+``sqlite3.executemany`` of the same rows into the same tables, one transaction per 1000-passage
+batch (the unit a lot gets acked), and, as an upper bound, everything in one transaction.
+``--pg URL`` (or CROSSPARK_TEST_PG_URL) adds PostgreSQL."""
 
 from __future__ import annotations
 
@@ -37,18 +38,34 @@ def make_batches(lot_id: str, batches: int) -> list[pb.PassageBatch]:
     """Each batch: 500 entries and the 500 exits that close them (monthly-card stays)."""
     out = []
     start = NOW - timedelta(days=20)
-    vehicle = common_pb2.VehicleIdentity(plate="粤B12345", color=common_pb2.PLATE_COLOR_BLUE,
-                                         source=common_pb2.IDENTITY_SOURCE_CAMERA, confidence=0.98)
+    vehicle = common_pb2.VehicleIdentity(
+        plate="粤B12345", color=common_pb2.PLATE_COLOR_BLUE, source=common_pb2.IDENTITY_SOURCE_CAMERA, confidence=0.98
+    )
     for b in range(batches):
         passages = []
         for i in range(BATCH // 2):
             at = start + timedelta(seconds=(b * BATCH + i) * 7)
             entry_id = str(uuid.uuid4())
-            entry = pb.Passage(passage_id=entry_id, lot_id=lot_id, gate_id="g1", direction=pb.DIRECTION_ENTRY,
-                               vehicle=vehicle, card_id=f"card_{i}", stay_id=entry_id)
+            entry = pb.Passage(
+                passage_id=entry_id,
+                lot_id=lot_id,
+                gate_id="g1",
+                direction=pb.DIRECTION_ENTRY,
+                vehicle=vehicle,
+                card_id=f"card_{i}",
+                stay_id=entry_id,
+            )
             entry.occurred_at.FromDatetime(at)
-            exit_ = pb.Passage(passage_id=str(uuid.uuid4()), lot_id=lot_id, gate_id="g2", direction=pb.DIRECTION_EXIT,
-                               vehicle=vehicle, card_id=f"card_{i}", stay_id=entry_id, entry_passage_id=entry_id)
+            exit_ = pb.Passage(
+                passage_id=str(uuid.uuid4()),
+                lot_id=lot_id,
+                gate_id="g2",
+                direction=pb.DIRECTION_EXIT,
+                vehicle=vehicle,
+                card_id=f"card_{i}",
+                stay_id=entry_id,
+                entry_passage_id=entry_id,
+            )
             exit_.occurred_at.FromDatetime(at + timedelta(hours=2))
             passages += [entry, exit_]
         out.append(pb.PassageBatch(lot_id=lot_id, batch_seq=b + 1, passages=passages))
@@ -126,11 +143,43 @@ def raw_sqlite(path: Path, batches_per_lot: int, per_batch: bool) -> float:
             passages, stays = [], []
             for p in batch.passages:
                 us = p.occurred_at.seconds * 1_000_000
-                passages.append((p.passage_id, p.lot_id, p.gate_id, p.direction, p.vehicle.plate, "blue", "camera",
-                                 p.card_id, p.stay_id, p.entry_passage_id, 0, "", us, None, received))
+                passages.append(
+                    (
+                        p.passage_id,
+                        p.lot_id,
+                        p.gate_id,
+                        p.direction,
+                        p.vehicle.plate,
+                        "blue",
+                        "camera",
+                        p.card_id,
+                        p.stay_id,
+                        p.entry_passage_id,
+                        0,
+                        "",
+                        us,
+                        None,
+                        received,
+                    )
+                )
                 if p.direction == pb.DIRECTION_EXIT:
-                    stays.append((p.stay_id, p.lot_id, p.card_id, p.vehicle.plate, "blue", us - 7200_000_000, us, us,
-                                  p.entry_passage_id, p.passage_id, 0, received, None))
+                    stays.append(
+                        (
+                            p.stay_id,
+                            p.lot_id,
+                            p.card_id,
+                            p.vehicle.plate,
+                            "blue",
+                            us - 7200_000_000,
+                            us,
+                            us,
+                            p.entry_passage_id,
+                            p.passage_id,
+                            0,
+                            received,
+                            None,
+                        )
+                    )
             batches.append((passages, stays))
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -156,7 +205,9 @@ def raw_sqlite(path: Path, batches_per_lot: int, per_batch: bool) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__ or "")
-    p.add_argument("--pg", default=os.environ.get("CROSSPARK_TEST_PG_URL"), help="PostgreSQL URL (a scratch schema is used)")
+    p.add_argument(
+        "--pg", default=os.environ.get("CROSSPARK_TEST_PG_URL"), help="PostgreSQL URL (a scratch schema is used)"
+    )
     args = p.parse_args(argv)
     batches_per_lot = 3 if args.quick else 30
     report = Report(f"passage ingest: {LOTS} lot streams × {batches_per_lot} batches of {BATCH}")
@@ -167,17 +218,28 @@ def main(argv: list[str] | None = None) -> int:
         ours = run_platform(f"sqlite:///{tmp_path / 'platform.db'}", tmp_path / "p1", batches_per_lot)
         report.add(path="raw sqlite3.executemany, commit per batch (baseline)", passages_per_s=base_batch)
         report.add(path="raw sqlite3.executemany, one transaction", passages_per_s=base_all)
-        report.add(path="ReportPassages → SQLite", passages_per_s=ours["rate"], p50_ms=ours["p50_ms"],
-                   p95_ms=ours["p95_ms"], p99_ms=ours["p99_ms"])
+        report.add(
+            path="ReportPassages → SQLite",
+            passages_per_s=ours["rate"],
+            p50_ms=ours["p50_ms"],
+            p95_ms=ours["p95_ms"],
+            p99_ms=ours["p99_ms"],
+        )
         report.add(path="ratio ours / baseline (per batch)", passages_per_s=ours["rate"] / base_batch)
         report.add(path="ratio ours / one transaction", passages_per_s=ours["rate"] / base_all)
         report.target("SQLite ingest", ours["rate"], 50_000, higher_is_better=True, unit=" passages/s")
-        report.target("ratio to raw executemany (commit per batch)", ours["rate"] / base_batch, 0.4,
-                      higher_is_better=True)
+        report.target(
+            "ratio to raw executemany (commit per batch)", ours["rate"] / base_batch, 0.4, higher_is_better=True
+        )
         if args.pg:
             pg = _pg_run(args.pg, tmp_path / "p2", batches_per_lot)
-            report.add(path="ReportPassages → PostgreSQL", passages_per_s=pg["rate"], p50_ms=pg["p50_ms"],
-                       p95_ms=pg["p95_ms"], p99_ms=pg["p99_ms"])
+            report.add(
+                path="ReportPassages → PostgreSQL",
+                passages_per_s=pg["rate"],
+                p50_ms=pg["p50_ms"],
+                p95_ms=pg["p95_ms"],
+                p99_ms=pg["p99_ms"],
+            )
     return report.emit(args.json)
 
 

@@ -26,7 +26,9 @@ from crosspark.identity import PlateColor
 
 REQUIRED_COLUMNS = ("plate", "color", "holder_name", "holder_phone", "start_date", "months")
 OPTIONAL_COLUMNS = ("scope", "request_id")
-_COLOR_NAMES = {c.value: c for c in PlateColor} | {str(code): PlateColor.from_etc_code(code) for code in (0, 1, 2, 3, 4, 5, 6, 9)}
+_COLOR_NAMES = {c.value: c for c in PlateColor} | {
+    str(code): PlateColor.from_etc_code(code) for code in (0, 1, 2, 3, 4, 5, 6, 9)
+}
 _ACTIVE = CardState.ACTIVE.value
 #: What ``_Checker.check`` answers for a row whose request id was imported before.
 ALREADY_IMPORTED = "already imported"
@@ -52,8 +54,12 @@ class ImportReport:
 
     def summary(self, *, with_rejections: bool) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "rows": self.rows, "imported": self.imported, "skipped": self.skipped, "rejected": len(self.rejected),
-            "first_version": self.first_version, "last_version": self.last_version,
+            "rows": self.rows,
+            "imported": self.imported,
+            "skipped": self.skipped,
+            "rejected": len(self.rejected),
+            "first_version": self.first_version,
+            "last_version": self.last_version,
             "seconds": round(self.seconds, 3),
             "cards_per_second": round(self.imported / self.seconds) if self.seconds > 0 else 0,
             "dry_run": self.dry_run,
@@ -174,13 +180,27 @@ class _Checker:
         vehicle = f"{plate}|{color.value}"
         clash = self.overlaps.clash(vehicle, valid_from, valid_until)
         if clash is not None:
-            return f"{plate} {color.value} already has active card {clash} overlapping [{valid_from.date()}, {valid_until.date()})"
+            return f"{plate} {color.value} already has active card {clash}, which overlaps this one"
         self.overlaps.add(vehicle, (valid_from, valid_until, card_id))
         return {
-            "card_id": card_id, "request_id": request_id, "request_digest": "", "plate": plate, "color": color.value,
-            "holder_name": name, "holder_phone": phone, "start_date": start, "months": months,
-            "time_zone": self.zone_name, "valid_from": valid_from, "valid_until": valid_until, "scope": scope,
-            "state": _ACTIVE, "cancel_reason": "", "version": 0, "created_at": self.now, "updated_at": self.now,
+            "card_id": card_id,
+            "request_id": request_id,
+            "request_digest": "",
+            "plate": plate,
+            "color": color.value,
+            "holder_name": name,
+            "holder_phone": phone,
+            "start_date": start,
+            "months": months,
+            "time_zone": self.zone_name,
+            "valid_from": valid_from,
+            "valid_until": valid_until,
+            "scope": scope,
+            "state": _ACTIVE,
+            "cancel_reason": "",
+            "version": 0,
+            "created_at": self.now,
+            "updated_at": self.now,
         }
 
 
@@ -219,8 +239,14 @@ def _rows(path: Path) -> tuple[dict[str, int], Iterator[tuple[int, list[str]]]]:
 
 
 def import_csv(
-    db: Database, path: Path, zone_name: str, *, batch: int = 20_000, dry_run: bool = False,
-    now: datetime | None = None, retained_changes: int = 200_000,
+    db: Database,
+    path: Path,
+    zone_name: str,
+    *,
+    batch: int = 20_000,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    retained_changes: int = 200_000,
 ) -> ImportReport:
     """Check and load every row of ``path``; rejected rows are reported, the others imported.
 
@@ -292,8 +318,14 @@ def import_csv(
 
 
 def _load(
-    db: Database, pending: list[tuple[int, list[str], dict[str, Any]]], report: ImportReport, checker: _Checker,
-    guard: threading.Lock, seen_version: int, now: datetime, retained_changes: int,
+    db: Database,
+    pending: list[tuple[int, list[str], dict[str, Any]]],
+    report: ImportReport,
+    checker: _Checker,
+    guard: threading.Lock,
+    seen_version: int,
+    now: datetime,
+    retained_changes: int,
 ) -> int:
     """Insert one batch in one transaction; returns the version it ends at."""
     if not pending:
@@ -321,7 +353,8 @@ def _load(
             return version
         store.insert_cards(session, cards)
         store.record_changes(
-            session, [{"version": c["version"], "card_id": c["card_id"], "kind": "imported", "changed_at": now} for c in cards]
+            session,
+            [{"version": c["version"], "card_id": c["card_id"], "kind": "imported", "changed_at": now} for c in cards],
         )
         new_floor = None
         if version - floor > retained_changes:
@@ -335,7 +368,10 @@ def _load(
 
 
 def _recheck(
-    session: Any, pending: list[tuple[int, list[str], dict[str, Any]]], report: ImportReport, overlaps: _Overlaps,
+    session: Any,
+    pending: list[tuple[int, list[str], dict[str, Any]]],
+    report: ImportReport,
+    overlaps: _Overlaps,
     since: int,
 ) -> None:
     """Cards changed by someone else since the check: refuse batch rows they now overlap."""
@@ -353,16 +389,24 @@ def _recheck(
         if vehicle in touched:
             clash = next(
                 (
-                    r.card_id for r in changed
-                    if f"{r.plate}|{r.color}" == vehicle and r.state == _ACTIVE
-                    and r.valid_from < cols["valid_until"] and cols["valid_from"] < r.valid_until
+                    r.card_id
+                    for r in changed
+                    if f"{r.plate}|{r.color}" == vehicle
+                    and r.state == _ACTIVE
+                    and r.valid_from < cols["valid_until"]
+                    and cols["valid_from"] < r.valid_until
                 ),
                 None,
             )
             if clash is not None:
                 overlaps.remove(vehicle, cols["card_id"])
-                report.rejected.append(Rejection(line, f"{cols['plate']} {cols['color']} got active card {clash} "
-                                                       "during the import, which overlaps", raw))
+                report.rejected.append(
+                    Rejection(
+                        line,
+                        f"{cols['plate']} {cols['color']} got active card {clash} during the import, which overlaps",
+                        raw,
+                    )
+                )
                 continue
         kept.append((line, raw, cols))
     pending[:] = kept

@@ -7,6 +7,8 @@ database's version row (``VersionWatch``), and wakes at once for changes made in
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -132,8 +134,6 @@ def _consistent_read(db: Database) -> Iterator[Connection]:
 
 
 def _entries(rows: Any, lot_id: str, key: bytes) -> list[Entry]:
-    import hmac
-
     digest = hmac.digest
     active = CardState.ACTIVE
     cancelled = CardState.CANCELLED
@@ -141,8 +141,13 @@ def _entries(rows: Any, lot_id: str, key: bytes) -> list[Entry]:
     for card_id, plate, color, valid_from, valid_until, state, scope, version in rows:
         out.append(
             Entry(
-                digest(key, f"{plate}|{color}".encode(), "sha256"), card_id, valid_from, valid_until,
-                active if state == "active" else cancelled, not scope or lot_id in scope.split(","), version,
+                digest(key, f"{plate}|{color}".encode(), "sha256"),
+                card_id,
+                valid_from,
+                valid_until,
+                active if state == "active" else cancelled,
+                not scope or lot_id in scope.split(","),
+                version,
             )
         )
     return out
@@ -206,24 +211,23 @@ def watch_cards(
     view = _lot_view(db, lot_id)
     latest, floor = _versions(db)
     held = since
-    if since <= 0 or since < floor or since > latest or view.snapshot_required:
-        for message in snapshot(db, lot_id, view.key):
-            yield message
-            if not active():
-                return
-        assert isinstance(message, SnapshotEnd)
-        held = message.version
-        if view.snapshot_required:
-            _mark(db, lot_id, now(), held, {"snapshot_required": False})
     _mark(db, lot_id, now(), held)
-    marked_at = sent_at = time.monotonic()
-    caught_up = False
-    for chunk in deltas(db, lot_id, view.key, held):
-        yield chunk
-        held, caught_up = chunk.version, True
-    if not caught_up:
-        yield Heartbeat(held, now())
     try:
+        if since <= 0 or since < floor or since > latest or view.snapshot_required:
+            for message in snapshot(db, lot_id, view.key):
+                if isinstance(message, SnapshotEnd):
+                    held = message.version
+                    _mark(db, lot_id, now(), held, {"snapshot_required": False} if view.snapshot_required else None)
+                yield message
+                if not active():
+                    return
+        marked_at = sent_at = time.monotonic()
+        caught_up = False
+        for chunk in deltas(db, lot_id, view.key, held):
+            yield chunk
+            held, caught_up = chunk.version, True
+        if not caught_up:
+            yield Heartbeat(held, now())
         while active():
             latest = watch.wait_beyond(held, min(1.0, heartbeat_seconds))
             if not active():
@@ -245,7 +249,8 @@ def watch_cards(
                 marked_at = time.monotonic()
                 _mark(db, lot_id, now(), held)
     finally:
-        _mark(db, lot_id, now(), held, {"card_stream_seen_at": None})
+        with contextlib.suppress(Exception):  # best effort: the platform may be shutting down
+            _mark(db, lot_id, now(), held, {"card_stream_seen_at": None})
 
 
 def _versions(db: Database) -> tuple[int, int]:

@@ -77,6 +77,16 @@ def lot_record(lot: Any) -> dict[str, Any]:
     }
 
 
+def _local(instant: str | None, zone: str) -> str:
+    """An ISO instant as local "YYYY-MM-DD HH:MM" in the card's time zone (for tables)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if not instant:
+        return ""
+    return datetime.fromisoformat(instant).astimezone(ZoneInfo(zone or "UTC")).strftime("%Y-%m-%d %H:%M")
+
+
 def _human_card(record: dict[str, Any]) -> dict[str, Any]:
     from card_service.domain import mask_phone
 
@@ -91,10 +101,14 @@ def _emit_card(card: Any, as_json: bool) -> None:
     emit_record(record if as_json else _human_card(record), as_json, title=f"card {card.card_id}")
 
 
-def _color_number(name: str) -> int:
+def _color_number(name: str) -> Any:
     from crosspark.v1 import common_pb2
 
     return common_pb2.PlateColor.Value(f"PLATE_COLOR_{name.upper()}")
+
+
+def _enum(wrapper: Any, name: str) -> Any:
+    return wrapper.Value(name)
 
 
 # --- crosspark card ------------------------------------------------------------------------------
@@ -118,8 +132,16 @@ def card() -> None:
 @json_option
 @rpc_errors
 def card_apply(
-    remote: Remote, plate: str, color: str, holder_name: str, holder_phone: str, start_date: str, months: int,
-    scope: tuple[str, ...], request_id: str | None, as_json: bool,
+    remote: Remote,
+    plate: str,
+    color: str,
+    holder_name: str,
+    holder_phone: str,
+    start_date: str,
+    months: int,
+    scope: tuple[str, ...],
+    request_id: str | None,
+    as_json: bool,
 ) -> None:
     """Apply for a monthly card (办理月卡)."""
     from crosspark.v1 import cards_pb2, common_pb2
@@ -129,7 +151,10 @@ def card_apply(
         cards_pb2.ApplyCardRequest(
             request_id=request_id or uuid.uuid4().hex,
             vehicle=common_pb2.VehicleIdentity(plate=plate, color=_color_number(color)),
-            holder_name=holder_name, holder_phone=holder_phone, start_date=start_date, months=months,
+            holder_name=holder_name,
+            holder_phone=holder_phone,
+            start_date=start_date,
+            months=months,
             scope_lot_ids=list(scope),
         )
     )
@@ -212,8 +237,17 @@ def card_list(remote: Remote, plate: str, limit: int, page_token: str, as_json: 
         f"{len(found)} card(s)",
         ("card id", "plate", "colour", "holder", "valid from", "valid until", "state", "scope", "version"),
         (
-            (r["card_id"], r["plate"], r["color"], r["holder_name"], r["valid_from"], r["valid_until"], r["state"],
-             ",".join(r["scope_lot_ids"]) or "*", r["version"])
+            (
+                r["card_id"],
+                r["plate"],
+                r["color"],
+                r["holder_name"],
+                _local(r["valid_from"], r["time_zone"]),
+                _local(r["valid_until"], r["time_zone"]),
+                r["state"],
+                ",".join(r["scope_lot_ids"]) or "*",
+                r["version"],
+            )
             for r in found
         ),
     )
@@ -224,13 +258,22 @@ def card_list(remote: Remote, plate: str, limit: int, page_token: str, as_json: 
 @card.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--db", "db_url", required=True, envvar="CROSSPARK_DB", help="The platform's database URL.")
-@click.option("--time-zone", default="Asia/Shanghai", envvar="CROSSPARK_TIME_ZONE", show_default=True,
-              help="The platform's time zone (start dates).")
-@click.option("--batch", type=click.IntRange(100, 100_000), default=20_000, show_default=True,
-              help="Cards per transaction.")
+@click.option(
+    "--time-zone",
+    default="Asia/Shanghai",
+    envvar="CROSSPARK_TIME_ZONE",
+    show_default=True,
+    help="The platform's time zone (start dates).",
+)
+@click.option(
+    "--batch", type=click.IntRange(100, 100_000), default=20_000, show_default=True, help="Cards per transaction."
+)
 @click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
-@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the rejected rows to this CSV (line, reason, then the row).")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the rejected rows to this CSV (line, reason, then the row).",
+)
 @json_option
 def card_import(
     csv_file: Path, db_url: str, time_zone: str, batch: int, dry_run: bool, rejects: Path | None, as_json: bool
@@ -287,8 +330,12 @@ def card_import(
 
 
 def _credentials_record(reply: Any) -> dict[str, Any]:
-    return {"lot_id": reply.lot.lot_id, "token": reply.token, "card_hash_key": reply.card_hash_key.hex(),
-            **{k: v for k, v in lot_record(reply.lot).items() if k != "lot_id"}}
+    return {
+        "lot_id": reply.lot.lot_id,
+        "token": reply.token,
+        "card_hash_key": reply.card_hash_key.hex(),
+        **{k: v for k, v in lot_record(reply.lot).items() if k != "lot_id"},
+    }
 
 
 def _emit_credentials(reply: Any, as_json: bool) -> None:
@@ -313,8 +360,16 @@ def _emit_credentials(reply: Any, as_json: bool) -> None:
 @json_option
 @rpc_errors
 def register(
-    remote: Remote, lot_id: str, name: str, mode: str, period: str, vendor: str, time_zone: str, close_delay: int,
-    deadline_ms: int, as_json: bool,
+    remote: Remote,
+    lot_id: str,
+    name: str,
+    mode: str,
+    period: str,
+    vendor: str,
+    time_zone: str,
+    close_delay: int,
+    deadline_ms: int,
+    as_json: bool,
 ) -> None:
     """Register a lot; prints its bearer token and card-hash key (hex), shown only once."""
     from crosspark.v1 import admin_pb2, common_pb2
@@ -323,10 +378,14 @@ def register(
     reply = admin.RegisterLot(
         admin_pb2.RegisterLotRequest(
             lot=admin_pb2.Lot(
-                lot_id=lot_id, name=name, vendor=vendor, time_zone=time_zone,
-                mode=common_pb2.MembershipMode.Value(f"MEMBERSHIP_MODE_{mode.upper()}"),
-                period=common_pb2.SettlementPeriod.Value(f"SETTLEMENT_PERIOD_{period.upper()}"),
-                close_delay_seconds=close_delay, membership_deadline_ms=deadline_ms,
+                lot_id=lot_id,
+                name=name,
+                vendor=vendor,
+                time_zone=time_zone,
+                mode=_enum(common_pb2.MembershipMode, f"MEMBERSHIP_MODE_{mode.upper()}"),
+                period=_enum(common_pb2.SettlementPeriod, f"SETTLEMENT_PERIOD_{period.upper()}"),
+                close_delay_seconds=close_delay,
+                membership_deadline_ms=deadline_ms,
             )
         )
     )

@@ -96,8 +96,14 @@ def monotonic_ulids(now: datetime) -> Iterator[str]:
     p = _PAIRS
     while True:
         yield head + (
-            p[value >> 70 & 1023] + p[value >> 60 & 1023] + p[value >> 50 & 1023] + p[value >> 40 & 1023]
-            + p[value >> 30 & 1023] + p[value >> 20 & 1023] + p[value >> 10 & 1023] + p[value & 1023]
+            p[value >> 70 & 1023]
+            + p[value >> 60 & 1023]
+            + p[value >> 50 & 1023]
+            + p[value >> 40 & 1023]
+            + p[value >> 30 & 1023]
+            + p[value >> 20 & 1023]
+            + p[value >> 10 & 1023]
+            + p[value & 1023]
         )
         value += 1
 
@@ -226,7 +232,9 @@ def check_holder(name: str, phone: str, violations: list[tuple[str, str]]) -> tu
     return name, phone
 
 
-def check_scope(scope: Sequence[str], violations: list[tuple[str, str]], name: str = "scope_lot_ids") -> tuple[str, ...]:
+def check_scope(
+    scope: Sequence[str], violations: list[tuple[str, str]], name: str = "scope_lot_ids"
+) -> tuple[str, ...]:
     """Scope lot ids, de-duplicated in order; whether they exist is the store's question."""
     if len(scope) > MAX_SCOPE:
         violations.append((name, f"at most {MAX_SCOPE} lots"))
@@ -379,7 +387,14 @@ class Lot:
 
 #: Lot fields an operator may replace with UpdateLot.
 UPDATABLE_LOT_FIELDS = (
-    "name", "vendor", "time_zone", "mode", "period", "close_delay_seconds", "membership_deadline_ms", "enabled",
+    "name",
+    "vendor",
+    "time_zone",
+    "mode",
+    "period",
+    "close_delay_seconds",
+    "membership_deadline_ms",
+    "enabled",
 )
 
 

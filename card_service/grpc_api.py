@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 # --- conversions ---------------------------------------------------------------------------------
 
-_COLOR_FROM_PB = {
+_COLOR_FROM_PB: dict[int, PlateColor] = {
     common_pb2.PLATE_COLOR_BLUE: PlateColor.BLUE,
     common_pb2.PLATE_COLOR_YELLOW: PlateColor.YELLOW,
     common_pb2.PLATE_COLOR_BLACK: PlateColor.BLACK,
@@ -42,7 +42,7 @@ _COLOR_FROM_PB = {
     common_pb2.PLATE_COLOR_YELLOW_GREEN: PlateColor.YELLOW_GREEN,
     common_pb2.PLATE_COLOR_BLUE_WHITE: PlateColor.BLUE_WHITE,
 }
-_COLOR_TO_PB = {color: number for number, color in _COLOR_FROM_PB.items()}
+_COLOR_TO_PB: dict[PlateColor, Any] = {color: number for number, color in _COLOR_FROM_PB.items()}
 _STATE_TO_PB = {CardState.ACTIVE: cards_pb2.CARD_STATE_ACTIVE, CardState.CANCELLED: cards_pb2.CARD_STATE_CANCELLED}
 _STATUS_TO_PB = {
     MembershipStatus.MONTHLY: cards_pb2.MEMBERSHIP_STATUS_MONTHLY,
@@ -51,19 +51,19 @@ _STATUS_TO_PB = {
     MembershipStatus.NOT_VALID_AT_LOT: cards_pb2.MEMBERSHIP_STATUS_NOT_VALID_AT_LOT,
     MembershipStatus.CANCELLED: cards_pb2.MEMBERSHIP_STATUS_CANCELLED,
 }
-_MODE_FROM_PB = {
+_MODE_FROM_PB: dict[int, MembershipMode] = {
     common_pb2.MEMBERSHIP_MODE_ONLINE: MembershipMode.ONLINE,
     common_pb2.MEMBERSHIP_MODE_CACHED: MembershipMode.CACHED,
     common_pb2.MEMBERSHIP_MODE_ONLINE_FALLBACK: MembershipMode.ONLINE_FALLBACK,
 }
-_MODE_TO_PB = {mode: number for number, mode in _MODE_FROM_PB.items()}
-_PERIOD_FROM_PB = {
+_MODE_TO_PB: dict[MembershipMode, Any] = {mode: number for number, mode in _MODE_FROM_PB.items()}
+_PERIOD_FROM_PB: dict[int, SettlementPeriod] = {
     common_pb2.SETTLEMENT_PERIOD_PER_EXIT: SettlementPeriod.PER_EXIT,
     common_pb2.SETTLEMENT_PERIOD_DAILY: SettlementPeriod.DAILY,
     common_pb2.SETTLEMENT_PERIOD_WEEKLY: SettlementPeriod.WEEKLY,
     common_pb2.SETTLEMENT_PERIOD_MONTHLY: SettlementPeriod.MONTHLY,
 }
-_PERIOD_TO_PB = {period: number for number, period in _PERIOD_FROM_PB.items()}
+_PERIOD_TO_PB: dict[SettlementPeriod, Any] = {period: number for number, period in _PERIOD_FROM_PB.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -87,28 +87,48 @@ def card_message(card: Card) -> cards_pb2.Card:
     return cards_pb2.Card(
         card_id=card.card_id,
         vehicle=common_pb2.VehicleIdentity(plate=card.plate, color=_COLOR_TO_PB[card.color]),
-        holder_name=card.holder_name, holder_phone=card.holder_phone, start_date=card.start_date.isoformat(),
-        months=card.months, valid_from=timestamp(card.valid_from), valid_until=timestamp(card.valid_until),
-        scope_lot_ids=list(card.scope), state=_STATE_TO_PB[card.state], version=card.version,
-        created_at=timestamp(card.created_at), updated_at=timestamp(card.updated_at), time_zone=card.time_zone,
+        holder_name=card.holder_name,
+        holder_phone=card.holder_phone,
+        start_date=card.start_date.isoformat(),
+        months=card.months,
+        valid_from=timestamp(card.valid_from),
+        valid_until=timestamp(card.valid_until),
+        scope_lot_ids=list(card.scope),
+        state=_STATE_TO_PB[card.state],
+        version=card.version,
+        created_at=timestamp(card.created_at),
+        updated_at=timestamp(card.updated_at),
+        time_zone=card.time_zone,
     )
 
 
 def lot_message(lot: Lot) -> admin_pb2.Lot:
     return admin_pb2.Lot(
-        lot_id=lot.lot_id, name=lot.name, vendor=lot.vendor, time_zone=lot.time_zone, mode=_MODE_TO_PB[lot.mode],
-        period=_PERIOD_TO_PB[lot.period], close_delay_seconds=lot.close_delay_seconds,
-        membership_deadline_ms=lot.membership_deadline_ms, registered_at=timestamp(lot.registered_at),
-        updated_at=timestamp(lot.updated_at), enabled=lot.enabled,
+        lot_id=lot.lot_id,
+        name=lot.name,
+        vendor=lot.vendor,
+        time_zone=lot.time_zone,
+        mode=_MODE_TO_PB[lot.mode],
+        period=_PERIOD_TO_PB[lot.period],
+        close_delay_seconds=lot.close_delay_seconds,
+        membership_deadline_ms=lot.membership_deadline_ms,
+        registered_at=timestamp(lot.registered_at),
+        updated_at=timestamp(lot.updated_at),
+        enabled=lot.enabled,
     )
 
 
 def lot_values(lot: admin_pb2.Lot) -> dict[str, Any]:
     """Settings of a ``Lot`` message as domain values (``None`` for an unset enum)."""
     return {
-        "lot_id": lot.lot_id, "name": lot.name, "vendor": lot.vendor, "time_zone": lot.time_zone,
-        "mode": _MODE_FROM_PB.get(lot.mode), "period": _PERIOD_FROM_PB.get(lot.period),
-        "close_delay_seconds": lot.close_delay_seconds, "membership_deadline_ms": lot.membership_deadline_ms,
+        "lot_id": lot.lot_id,
+        "name": lot.name,
+        "vendor": lot.vendor,
+        "time_zone": lot.time_zone,
+        "mode": _MODE_FROM_PB.get(lot.mode),
+        "period": _PERIOD_FROM_PB.get(lot.period),
+        "close_delay_seconds": lot.close_delay_seconds,
+        "membership_deadline_ms": lot.membership_deadline_ms,
         "enabled": lot.enabled,
     }
 
@@ -123,7 +143,9 @@ def list_message(message: card_list.Message) -> cards_pb2.CardListMessage:
     if isinstance(message, card_list.Chunk):
         return cards_pb2.CardListMessage(chunk=chunk_message(message))
     if isinstance(message, card_list.Heartbeat):
-        return cards_pb2.CardListMessage(heartbeat=cards_pb2.Heartbeat(version=message.version, at=timestamp(message.at)))
+        return cards_pb2.CardListMessage(
+            heartbeat=cards_pb2.Heartbeat(version=message.version, at=timestamp(message.at))
+        )
     if isinstance(message, card_list.SnapshotBegin):
         return cards_pb2.CardListMessage(
             snapshot_begin=cards_pb2.SnapshotBegin(version=message.version, entry_count=message.entry_count)
@@ -140,10 +162,12 @@ def chunk_message(chunk: card_list.Chunk) -> cards_pb2.CardListChunk:
         since, until = e.valid_from - _EPOCH, e.valid_until - _EPOCH
         entries.append(
             entry_type(
-                vehicle_hash=e.vehicle_hash, card_id=e.card_id,
+                vehicle_hash=e.vehicle_hash,
+                card_id=e.card_id,
                 valid_from=Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000),
                 valid_until=Timestamp(seconds=until.days * 86400 + until.seconds, nanos=until.microseconds * 1000),
-                state=active if e.state is CardState.ACTIVE else cancelled, valid_at_lot=e.valid_at_lot,
+                state=active if e.state is CardState.ACTIVE else cancelled,
+                valid_at_lot=e.valid_at_lot,
                 version=e.version,
             )
         )
@@ -162,9 +186,15 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
 
     def ApplyCard(self, request: cards_pb2.ApplyCardRequest, context: Any) -> cards_pb2.Card:
         application = check_application(
-            request_id=request.request_id, plate=request.vehicle.plate, color=_COLOR_FROM_PB.get(request.vehicle.color),
-            holder_name=request.holder_name, holder_phone=request.holder_phone, start_date=request.start_date,
-            months=request.months, scope=list(request.scope_lot_ids), today=self.env.today(),
+            request_id=request.request_id,
+            plate=request.vehicle.plate,
+            color=_COLOR_FROM_PB.get(request.vehicle.color),
+            holder_name=request.holder_name,
+            holder_phone=request.holder_phone,
+            start_date=request.start_date,
+            months=request.months,
+            scope=list(request.scope_lot_ids),
+            today=self.env.today(),
         )
         return card_message(service.apply_card(self.env, application))
 
@@ -242,9 +272,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def LotStatus(self, request: admin_pb2.LotStatusRequest, context: Any) -> admin_pb2.LotStatusResponse:
         status = service.lot_status(self.env, request.lot_id)
         reply = admin_pb2.LotStatusResponse(
-            lot=lot_message(status.lot), card_version_held=status.card_version_held,
-            card_version_latest=status.card_version_latest, outbox_depth=status.outbox_depth,
-            outbox_lag_seconds=status.outbox_lag_seconds, passages_received=status.passages_received,
+            lot=lot_message(status.lot),
+            card_version_held=status.card_version_held,
+            card_version_latest=status.card_version_latest,
+            outbox_depth=status.outbox_depth,
+            outbox_lag_seconds=status.outbox_lag_seconds,
+            passages_received=status.passages_received,
             connected=status.connected,
         )
         if status.last_seen_at is not None:

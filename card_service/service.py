@@ -59,8 +59,13 @@ def request_digest(application: CardApplication) -> str:
     """What identifies an application's content, to tell a replay from a reused request id."""
     text = "|".join(
         [
-            application.plate, application.color.value, application.holder_name, application.holder_phone,
-            application.start_date.isoformat(), str(application.months), ",".join(application.scope),
+            application.plate,
+            application.color.value,
+            application.holder_name,
+            application.holder_phone,
+            application.start_date.isoformat(),
+            str(application.months),
+            ",".join(application.scope),
         ]
     )
     return hashlib.sha256(text.encode()).hexdigest()
@@ -79,16 +84,22 @@ def _commit_changes(env: CardEnv, session: Any, floor: int, version: int, change
     now = env.now()
     first = version - len(changes) + 1
     store.record_changes(
-        session, [{"version": first + i, "card_id": cid, "kind": kind, "changed_at": now} for i, (cid, kind) in enumerate(changes)]
+        session,
+        [
+            {"version": first + i, "card_id": cid, "kind": kind, "changed_at": now}
+            for i, (cid, kind) in enumerate(changes)
+        ],
     )
     new_floor = None
-    if version - floor > env.retained_changes + PRUNE_SLACK:
+    if version - floor > env.retained_changes + min(PRUNE_SLACK, max(1, env.retained_changes // 10)):
         new_floor = version - env.retained_changes
         store.prune_changes(session, new_floor)
     store.set_version(session, version, new_floor)
 
 
-def _check_no_overlap(session: Any, plate: str, color: PlateColor, start: datetime, end: datetime, skip: str = "") -> None:
+def _check_no_overlap(
+    session: Any, plate: str, color: PlateColor, start: datetime, end: datetime, skip: str = ""
+) -> None:
     for other in store.cards_of_vehicle(session, plate, color):
         if other.card_id != skip and other.overlaps(start, end):
             raise AlreadyExists(
@@ -110,8 +121,9 @@ def apply_card(env: CardEnv, application: CardApplication) -> Card:
     valid_from, valid_until = domain.validity(application.start_date, application.months, env.zone)
     now = env.now()
     if valid_until <= now:
-        raise InvalidArgument.field("start_date", f"a card from {application.start_date} for {application.months} "
-                                    "month(s) has already ended")
+        raise InvalidArgument.field(
+            "start_date", f"a card from {application.start_date} for {application.months} month(s) has already ended"
+        )
     try:
         with env.db.session() as session:
             version, floor = store.lock_versions(session)
@@ -127,11 +139,21 @@ def apply_card(env: CardEnv, application: CardApplication) -> Card:
             _check_no_overlap(session, application.plate, application.color, valid_from, valid_until)
             version += 1
             card = Card(
-                card_id=domain.new_card_id(now), plate=application.plate, color=application.color,
-                holder_name=application.holder_name, holder_phone=application.holder_phone,
-                start_date=application.start_date, months=application.months, time_zone=env.zone_name,
-                valid_from=valid_from, valid_until=valid_until, scope=application.scope, state=CardState.ACTIVE,
-                version=version, created_at=now, updated_at=now,
+                card_id=domain.new_card_id(now),
+                plate=application.plate,
+                color=application.color,
+                holder_name=application.holder_name,
+                holder_phone=application.holder_phone,
+                start_date=application.start_date,
+                months=application.months,
+                time_zone=env.zone_name,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                scope=application.scope,
+                state=CardState.ACTIVE,
+                version=version,
+                created_at=now,
+                updated_at=now,
             )
             store.insert_card(session, card, application.request_id, digest)
             _commit_changes(env, session, floor, version, [(card.card_id, "applied")])
@@ -196,8 +218,12 @@ def cancel_card(env: CardEnv, card_id: str, reason: str) -> Card:
         now = env.now()
         version += 1
         card = replace(
-            card, state=CardState.CANCELLED, valid_until=domain.cancelled_until(card, now), cancel_reason=reason,
-            version=version, updated_at=now,
+            card,
+            state=CardState.CANCELLED,
+            valid_until=domain.cancelled_until(card, now),
+            cancel_reason=reason,
+            version=version,
+            updated_at=now,
         )
         store.update_card(session, card)
         _commit_changes(env, session, floor, version, [(card_id, "cancelled")])
@@ -219,23 +245,28 @@ def _page_size(size: int) -> int:
     return size or DEFAULT_PAGE_SIZE
 
 
-def encode_page_token(after: str) -> str:
-    return base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+def encode_page_token(kind: str, after: str) -> str:
+    """An opaque token that resumes a ``kind`` listing after the key ``after``."""
+    return base64.urlsafe_b64encode(f"{kind}:{after}".encode()).decode().rstrip("=")
 
 
-def decode_page_token(token: str) -> str:
+def decode_page_token(kind: str, token: str) -> str:
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        text = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument.field("page.page_token", "is not a token from a previous reply") from None
+        text = ""
+    prefix, sep, after = text.partition(":")
+    if prefix != kind or not sep:
+        raise InvalidArgument.field("page.page_token", "is not a token from a previous reply")
+    return after
 
 
 def list_cards(env: CardEnv, page_size: int, page_token: str, plate: str = "") -> tuple[list[Card], str]:
     """Cards in id order (ids sort by creation time), one page; the token resumes after the page."""
     size = _page_size(page_size)
-    after = decode_page_token(page_token)
+    after = decode_page_token("cards", page_token)
     if plate:
         violations: list[tuple[str, str]] = []
         plate = domain.check_plate(plate, violations, "plate")
@@ -245,7 +276,7 @@ def list_cards(env: CardEnv, page_size: int, page_token: str, plate: str = "") -
         cards = store.page_cards(session, after, size + 1, plate or None)
     more = len(cards) > size
     cards = cards[:size]
-    return cards, encode_page_token(cards[-1].card_id) if more else ""
+    return cards, encode_page_token("cards", cards[-1].card_id) if more else ""
 
 
 # --- membership ----------------------------------------------------------------------------------
@@ -263,8 +294,7 @@ def check_membership(env: CardEnv, lot_id: str, plate: str, color: PlateColor, a
     """Is this vehicle a monthly-card vehicle at this lot at ``at`` (default now)? (patent Fig. 2)"""
     now = env.now()
     with env.db.reader.connect() as connection:
-        version, _ = store.read_versions(connection)
-        cards = store.cards_of_vehicle(connection, plate, color)
+        version, cards = store.vehicle_at_version(connection, plate, color)
         connection.rollback()
     status, standing = domain.decide_membership([c.standing(lot_id) for c in cards], at or now)
     card = next(c for c in cards if c.card_id == standing.card_id) if standing is not None else None
@@ -321,7 +351,8 @@ def register_lot(env: CardEnv, values: dict[str, Any]) -> LotCredentials:
     """Register a lot and issue its bearer token (stored only as a hash) and card-hash key."""
     lot_id = domain.check_lot_id(str(values.get("lot_id", "")), "lot.lot_id")
     values = {
-        "vendor": "", **values,
+        "vendor": "",
+        **values,
         "close_delay_seconds": values.get("close_delay_seconds") or domain.DEFAULT_CLOSE_DELAY_SECONDS,
         "membership_deadline_ms": values.get("membership_deadline_ms") or domain.DEFAULT_DEADLINE_MS,
     }
@@ -332,10 +363,21 @@ def register_lot(env: CardEnv, values: dict[str, Any]) -> LotCredentials:
     token, key = _new_credentials()
     now = env.now()
     row = store.LotRow(
-        lot_id=lot_id, name=values["name"], vendor=values["vendor"], time_zone=values["time_zone"],
-        mode=values["mode"].value, period=values["period"].value, close_delay_seconds=values["close_delay_seconds"],
-        membership_deadline_ms=values["membership_deadline_ms"], enabled=True, token_hash=store.token_hash(token),
-        card_hash_key=key, registered_at=now, updated_at=now, card_version_held=0, outbox_depth=0,
+        lot_id=lot_id,
+        name=values["name"],
+        vendor=values["vendor"],
+        time_zone=values["time_zone"],
+        mode=values["mode"].value,
+        period=values["period"].value,
+        close_delay_seconds=values["close_delay_seconds"],
+        membership_deadline_ms=values["membership_deadline_ms"],
+        enabled=True,
+        token_hash=store.token_hash(token),
+        card_hash_key=key,
+        registered_at=now,
+        updated_at=now,
+        card_version_held=0,
+        outbox_depth=0,
         snapshot_required=False,
     )
     try:
@@ -356,8 +398,9 @@ def update_lot(env: CardEnv, lot_id: str, values: dict[str, Any], fields: Sequen
     unknown = [f for f in fields if f not in domain.UPDATABLE_LOT_FIELDS]
     if not fields or unknown:
         raise InvalidArgument.field(
-            "update_fields", f"name at least one of {', '.join(domain.UPDATABLE_LOT_FIELDS)}"
-            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            "update_fields",
+            f"name at least one of {', '.join(domain.UPDATABLE_LOT_FIELDS)}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
         )
     chosen = {f: values[f] for f in fields}
     violations: list[tuple[str, str]] = []
@@ -377,13 +420,13 @@ def update_lot(env: CardEnv, lot_id: str, values: dict[str, Any], fields: Sequen
 
 def list_lots(env: CardEnv, page_size: int, page_token: str) -> tuple[list[Lot], str]:
     size = _page_size(page_size)
-    after = decode_page_token(page_token)
+    after = decode_page_token("lots", page_token)
     with env.db.read_session() as session:
         rows = store.page_lots(session, after, size + 1)
         lots = [store.lot_of(r) for r in rows]
     more = len(lots) > size
     lots = lots[:size]
-    return lots, encode_page_token(lots[-1].lot_id) if more else ""
+    return lots, encode_page_token("lots", lots[-1].lot_id) if more else ""
 
 
 def rotate_lot_credentials(env: CardEnv, lot_id: str) -> LotCredentials:
@@ -416,9 +459,13 @@ def lot_status(env: CardEnv, lot_id: str) -> LotStatus:
         received = _passages_received(session, lot_id)
         stream_seen = row.card_stream_seen_at
         return LotStatus(
-            lot=store.lot_of(row), last_seen_at=row.last_seen_at, card_version_held=row.card_version_held,
-            card_version_latest=latest, outbox_depth=row.outbox_depth,
-            outbox_lag_seconds=domain.outbox_lag_seconds(row.outbox_oldest_at, now), passages_received=received,
+            lot=store.lot_of(row),
+            last_seen_at=row.last_seen_at,
+            card_version_held=row.card_version_held,
+            card_version_latest=latest,
+            outbox_depth=row.outbox_depth,
+            outbox_lag_seconds=domain.outbox_lag_seconds(row.outbox_oldest_at, now),
+            passages_received=received,
             connected=stream_seen is not None and (now - stream_seen).total_seconds() < 2.5 * STREAM_MARK_SECONDS,
         )
 

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import hashlib
-from operator import itemgetter
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +30,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -141,16 +143,28 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def lot_id_for_token(session: Session, token: str) -> str | None:
-    """The enabled lot whose token this is, or None."""
-    return session.scalar(select(LotRow.lot_id).where(LotRow.token_hash == token_hash(token), LotRow.enabled))
+_LOT_FOR_TOKEN = select(LotRow.lot_id).where(LotRow.token_hash == bindparam("token_hash"), LotRow.enabled)
+
+
+def lot_id_for_token(session: Session | Connection, token: str) -> str | None:
+    """The enabled lot whose token this is, or None. Runs on every lot call: one Core statement
+    (pass a ``Connection`` from ``db.reader.connect()`` to skip the ORM session altogether)."""
+    connection = session.connection() if isinstance(session, Session) else session
+    return connection.execute(_LOT_FOR_TOKEN, {"token_hash": token_hash(token)}).scalar()
 
 
 def lot_of(row: LotRow) -> Lot:
     return Lot(
-        lot_id=row.lot_id, name=row.name, vendor=row.vendor, time_zone=row.time_zone, mode=MembershipMode(row.mode),
-        period=SettlementPeriod(row.period), close_delay_seconds=row.close_delay_seconds,
-        membership_deadline_ms=row.membership_deadline_ms, enabled=row.enabled, registered_at=row.registered_at,
+        lot_id=row.lot_id,
+        name=row.name,
+        vendor=row.vendor,
+        time_zone=row.time_zone,
+        mode=MembershipMode(row.mode),
+        period=SettlementPeriod(row.period),
+        close_delay_seconds=row.close_delay_seconds,
+        membership_deadline_ms=row.membership_deadline_ms,
+        enabled=row.enabled,
+        registered_at=row.registered_at,
         updated_at=row.updated_at,
     )
 
@@ -220,21 +234,43 @@ def prune_changes(session: Session, floor: int) -> None:
 def card_of(row: Any) -> Card:
     """A domain card from a ``CardRow`` or a Core row with the same columns."""
     return Card(
-        card_id=row.card_id, plate=row.plate, color=PlateColor(row.color), holder_name=row.holder_name,
-        holder_phone=row.holder_phone, start_date=row.start_date, months=row.months, time_zone=row.time_zone,
-        valid_from=row.valid_from, valid_until=row.valid_until, scope=split_scope(row.scope),
-        state=CardState(row.state), version=row.version, created_at=row.created_at, updated_at=row.updated_at,
+        card_id=row.card_id,
+        plate=row.plate,
+        color=PlateColor(row.color),
+        holder_name=row.holder_name,
+        holder_phone=row.holder_phone,
+        start_date=row.start_date,
+        months=row.months,
+        time_zone=row.time_zone,
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+        scope=split_scope(row.scope),
+        state=CardState(row.state),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         cancel_reason=row.cancel_reason,
     )
 
 
 def row_values(card: Card) -> dict[str, Any]:
     return {
-        "card_id": card.card_id, "plate": card.plate, "color": card.color.value, "holder_name": card.holder_name,
-        "holder_phone": card.holder_phone, "start_date": card.start_date, "months": card.months,
-        "time_zone": card.time_zone, "valid_from": card.valid_from, "valid_until": card.valid_until,
-        "scope": ",".join(card.scope), "state": card.state.value, "cancel_reason": card.cancel_reason,
-        "version": card.version, "created_at": card.created_at, "updated_at": card.updated_at,
+        "card_id": card.card_id,
+        "plate": card.plate,
+        "color": card.color.value,
+        "holder_name": card.holder_name,
+        "holder_phone": card.holder_phone,
+        "start_date": card.start_date,
+        "months": card.months,
+        "time_zone": card.time_zone,
+        "valid_from": card.valid_from,
+        "valid_until": card.valid_until,
+        "scope": ",".join(card.scope),
+        "state": card.state.value,
+        "cancel_reason": card.cancel_reason,
+        "version": card.version,
+        "created_at": card.created_at,
+        "updated_at": card.updated_at,
     }
 
 
@@ -261,10 +297,26 @@ _CARD_COLUMNS = [c for c in CardRow.__table__.c if c.name not in ("request_id", 
 
 
 def cards_of_vehicle(connection: Connection | Session, plate: str, color: PlateColor) -> list[Card]:
-    rows = connection.execute(
-        select(*_CARD_COLUMNS).where(CardRow.plate == plate, CardRow.color == color.value)
-    ).all()
+    rows = connection.execute(select(*_CARD_COLUMNS).where(CardRow.plate == plate, CardRow.color == color.value)).all()
     return [card_of(row) for row in rows]
+
+
+_VEHICLE_AT_VERSION = (
+    select(CardVersionRow.version, *_CARD_COLUMNS)
+    .select_from(
+        CardVersionRow.__table__.outerjoin(
+            CardRow.__table__, and_(CardRow.plate == bindparam("plate"), CardRow.color == bindparam("color"))
+        )
+    )
+    .where(CardVersionRow.id == 1)
+)
+
+
+def vehicle_at_version(connection: Connection, plate: str, color: PlateColor) -> tuple[int, list[Card]]:
+    """The latest card version and the vehicle's cards, read in one statement (so consistent with
+    each other on every backend, and one round trip on the membership hot path)."""
+    rows = connection.execute(_VEHICLE_AT_VERSION, {"plate": plate, "color": color.value}).all()
+    return int(rows[0].version), [card_of(row) for row in rows if row.card_id is not None]
 
 
 def insert_card(session: Session, card: Card, request_id: str | None, request_digest: str) -> None:
@@ -320,7 +372,9 @@ def update_card(session: Session, card: Card) -> None:
 
 def insert_renewal(session: Session, request_id: str, card_id: str, months: int, version: int, at: datetime) -> None:
     session.execute(
-        insert(CardRenewalRow).values(request_id=request_id, card_id=card_id, months=months, version=version, renewed_at=at)
+        insert(CardRenewalRow).values(
+            request_id=request_id, card_id=card_id, months=months, version=version, renewed_at=at
+        )
     )
 
 
@@ -351,7 +405,9 @@ def existing_request_ids(session: Session, request_ids: Iterable[str]) -> set[st
     ids = list(request_ids)
     found: set[str] = set()
     for start in range(0, len(ids), 5000):
-        found.update(session.scalars(select(CardRow.request_id).where(CardRow.request_id.in_(ids[start : start + 5000]))))
+        found.update(
+            session.scalars(select(CardRow.request_id).where(CardRow.request_id.in_(ids[start : start + 5000])))
+        )
     return found
 
 
@@ -359,8 +415,14 @@ def existing_request_ids(session: Session, request_ids: Iterable[str]) -> set[st
 
 #: Columns a card-list entry is made from.
 LIST_COLUMNS = (
-    CardRow.card_id, CardRow.plate, CardRow.color, CardRow.valid_from, CardRow.valid_until, CardRow.state,
-    CardRow.scope, CardRow.version,
+    CardRow.card_id,
+    CardRow.plate,
+    CardRow.color,
+    CardRow.valid_from,
+    CardRow.valid_until,
+    CardRow.state,
+    CardRow.scope,
+    CardRow.version,
 )
 
 

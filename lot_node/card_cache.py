@@ -116,7 +116,16 @@ class _Table:
     def nbytes(self) -> int:
         return sum(
             a.nbytes
-            for a in (self.keys, self.hashes, self.card_ids, self.valid_from, self.until, self.states, self.at_lot, self.versions)
+            for a in (
+                self.keys,
+                self.hashes,
+                self.card_ids,
+                self.valid_from,
+                self.until,
+                self.states,
+                self.at_lot,
+                self.versions,
+            )
         )
 
     def rows_of(self, vehicle: bytes) -> list[int]:
@@ -132,8 +141,12 @@ class _Table:
 
     def card(self, i: int) -> CachedCard:
         return CachedCard(
-            self.card_ids[i].decode(), _instant(self.valid_from[i]), _instant(self.until[i]),
-            _CODE_STATE[int(self.states[i])], bool(self.at_lot[i]), int(self.versions[i]),
+            self.card_ids[i].decode(),
+            _instant(self.valid_from[i]),
+            _instant(self.until[i]),
+            _CODE_STATE[int(self.states[i])],
+            bool(self.at_lot[i]),
+            int(self.versions[i]),
         )
 
     def set(self, i: int, card: CachedCard) -> None:
@@ -153,8 +166,14 @@ def _columns(records: Sequence[tuple[bytes, bytes, int, int, int, bool, int]], v
     """Arrays from ``(hash, card_id, from_us, until_us, state, at_lot, version)`` records."""
     if not records:
         return CardCacheState(
-            version, np.zeros((0, HASH_BYTES), np.uint8), np.zeros(0, "S1"), np.zeros(0, np.int64),
-            np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, bool), np.zeros(0, np.int64),
+            version,
+            np.zeros((0, HASH_BYTES), np.uint8),
+            np.zeros(0, "S1"),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.uint8),
+            np.zeros(0, bool),
+            np.zeros(0, np.int64),
         )
     hashes, ids, since, until, states, at_lot, versions = zip(*records, strict=True)
     return CardCacheState(
@@ -195,8 +214,13 @@ def _entry_records(entries: Iterable[Any]) -> list[tuple[bytes, bytes, int, int,
         vf, vu = e.valid_from, e.valid_until
         records.append(
             (
-                vehicle, e.card_id.encode(), vf.seconds * 1_000_000 + vf.nanos // 1000,
-                vu.seconds * 1_000_000 + vu.nanos // 1000, _PB_STATE.get(e.state, _ACTIVE), e.valid_at_lot, e.version,
+                vehicle,
+                e.card_id.encode(),
+                vf.seconds * 1_000_000 + vf.nanos // 1000,
+                vu.seconds * 1_000_000 + vu.nanos // 1000,
+                _PB_STATE.get(e.state, _ACTIVE),
+                e.valid_at_lot,
+                e.version,
             )
         )
     return records
@@ -289,12 +313,16 @@ class CardCache:
             self.version = version
             self._building = None
 
-    def _apply_delta(self, records: Sequence[tuple[bytes, bytes, int, int, int, bool, int]], version: int) -> list[dict[str, Any]]:
+    def _apply_delta(
+        self, records: Sequence[tuple[bytes, bytes, int, int, int, bool, int]], version: int
+    ) -> list[dict[str, Any]]:
         changed = []
         with self._lock:
             table = self._table
             for vehicle, card_id, since, until, state, at_lot, card_version in records:
-                card = CachedCard(card_id.decode(), _instant(since), _instant(until), _CODE_STATE[state], bool(at_lot), card_version)
+                card = CachedCard(
+                    card_id.decode(), _instant(since), _instant(until), _CODE_STATE[state], bool(at_lot), card_version
+                )
                 for i in table.rows_of(vehicle):
                     if table.card_ids[i] == card_id:
                         table.set(i, card)
@@ -312,7 +340,15 @@ class CardCache:
 
     def _merge(self) -> None:
         extra = [
-            (vehicle, c.card_id.encode(), _micros(c.valid_from), _micros(c.valid_until), _STATE_CODE[c.state], c.valid_at_lot, c.version)
+            (
+                vehicle,
+                c.card_id.encode(),
+                _micros(c.valid_from),
+                _micros(c.valid_until),
+                _STATE_CODE[c.state],
+                c.valid_at_lot,
+                c.version,
+            )
             for vehicle, cards in self._overlay.items()
             for c in cards.values()
         ]
@@ -340,9 +376,15 @@ class CardCache:
         state = self.export()
         buffer = io.BytesIO()
         np.savez(
-            buffer, version=np.int64(state.version), hashes=state.hashes, card_ids=state.card_ids,
-            valid_from_us=state.valid_from_us, valid_until_us=state.valid_until_us, states=state.states,
-            valid_at_lot=state.valid_at_lot, versions=state.versions,
+            buffer,
+            version=np.int64(state.version),
+            hashes=state.hashes,
+            card_ids=state.card_ids,
+            valid_from_us=state.valid_from_us,
+            valid_until_us=state.valid_until_us,
+            states=state.states,
+            valid_at_lot=state.valid_at_lot,
+            versions=state.versions,
         )
         return buffer.getvalue()
 
@@ -350,8 +392,14 @@ class CardCache:
     def from_bytes(cls, blob: bytes, key: bytes | None = None) -> CardCache:
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
             state = CardCacheState(
-                int(data["version"]), data["hashes"], data["card_ids"], data["valid_from_us"],
-                data["valid_until_us"], data["states"], data["valid_at_lot"], data["versions"],
+                int(data["version"]),
+                data["hashes"],
+                data["card_ids"],
+                data["valid_from_us"],
+                data["valid_until_us"],
+                data["states"],
+                data["valid_at_lot"],
+                data["versions"],
             )
         return cls.load(state, key)
 
@@ -360,9 +408,12 @@ class CardCache:
         state = self.export()
         for i in range(len(state)):
             yield {
-                "card_id": state.card_ids[i].decode(), "vehicle_hash": state.hashes[i].tobytes(),
-                "valid_from": _instant(state.valid_from_us[i]), "valid_until": _instant(state.valid_until_us[i]),
-                "state": _STATE_ROW[int(state.states[i])], "valid_at_lot": bool(state.valid_at_lot[i]),
+                "card_id": state.card_ids[i].decode(),
+                "vehicle_hash": state.hashes[i].tobytes(),
+                "valid_from": _instant(state.valid_from_us[i]),
+                "valid_until": _instant(state.valid_until_us[i]),
+                "state": _STATE_ROW[int(state.states[i])],
+                "valid_at_lot": bool(state.valid_at_lot[i]),
                 "version": int(state.versions[i]),
             }
 
@@ -371,8 +422,12 @@ class CardCache:
         """A cache from ``lot_cards`` rows (as ``rows()`` gives them), holding ``version``."""
         records = [
             (
-                bytes(r["vehicle_hash"]), str(r["card_id"]).encode(), _micros(r["valid_from"]), _micros(r["valid_until"]),
-                _ROW_STATE[r["state"]] if isinstance(r["state"], str) else _STATE_CODE[r["state"]], bool(r["valid_at_lot"]),
+                bytes(r["vehicle_hash"]),
+                str(r["card_id"]).encode(),
+                _micros(r["valid_from"]),
+                _micros(r["valid_until"]),
+                _ROW_STATE[r["state"]] if isinstance(r["state"], str) else _STATE_CODE[r["state"]],
+                bool(r["valid_at_lot"]),
                 int(r["version"]),
             )
             for r in rows
@@ -382,6 +437,11 @@ class CardCache:
 
 def _row(vehicle: bytes, card: CachedCard) -> dict[str, Any]:
     return {
-        "card_id": card.card_id, "vehicle_hash": vehicle, "valid_from": card.valid_from, "valid_until": card.valid_until,
-        "state": _STATE_ROW[_STATE_CODE[card.state]], "valid_at_lot": card.valid_at_lot, "version": card.version,
+        "card_id": card.card_id,
+        "vehicle_hash": vehicle,
+        "valid_from": card.valid_from,
+        "valid_until": card.valid_until,
+        "state": _STATE_ROW[_STATE_CODE[card.state]],
+        "valid_at_lot": card.valid_at_lot,
+        "version": card.version,
     }

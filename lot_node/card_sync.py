@@ -190,7 +190,9 @@ class CardSync:
         while not stop.is_set():
             retrying = Retrying(
                 wait=wait_random_exponential(multiplier=self.min_backoff_s, max=self.max_backoff_s),
-                retry=retry_if_exception_type(grpc.RpcError),
+                # Anything (a broken stream, a busy database, a bad message) is retried: the
+                # worker must outlive it.
+                retry=retry_if_exception_type(Exception),
                 stop=stop_never,
                 sleep=lambda seconds: stop.wait(seconds) and None,  # type: ignore[func-returns-value]
                 before_sleep=self._failed,
@@ -205,9 +207,10 @@ class CardSync:
             call.cancel()
 
     def _failed(self, state) -> None:  # type: ignore[no-untyped-def]
-        self.reachability(False)
         error = state.outcome.exception() if state.outcome else None
-        code = error.code().name if isinstance(error, grpc.RpcError) else type(error).__name__
+        if isinstance(error, grpc.RpcError):
+            self.reachability(False)
+        code = error.code().name if isinstance(error, grpc.RpcError) else f"{type(error).__name__}: {error}"[:200]
         log.warning("cards.watch_failed", error=code, attempt=state.attempt_number)
 
     def _watch(self, stop: threading.Event) -> None:

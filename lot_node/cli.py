@@ -31,12 +31,12 @@ def _key_bytes(text: str | None) -> bytes | None:
 @click.command("serve")
 @config_option("lot")
 @click.option("--lot-id", required=True, envvar="CROSSPARK_LOT_ID", help="This lot's id on the platform.")
-@click.option("--platform", "platform_addr", required=True, envvar="CROSSPARK_PLATFORM", help="Platform HOST:PORT.")
+@click.option("--platform", required=True, envvar="CROSSPARK_PLATFORM", help="Platform HOST:PORT.")
 @click.option("--token", required=True, envvar="CROSSPARK_LOT_TOKEN",
               help="The lot's bearer token (from registration).")
 @click.option("--listen", default="127.0.0.1:50061", envvar="CROSSPARK_LOT_LISTEN", show_default=True,
               help="HOST:PORT of the gate API.")
-@click.option("--db", "db_url", envvar="CROSSPARK_LOT_DB", help="Database URL (default: sqlite under --data-dir).")
+@click.option("--db", envvar="CROSSPARK_LOT_DB", help="Database URL (default: sqlite under --data-dir).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/lot"),
               envvar="CROSSPARK_LOT_DATA_DIR", show_default=True,
               help="Folder for the SQLite file, TLS material, statements and reconciliation reports.")
@@ -56,7 +56,7 @@ def _key_bytes(text: str | None) -> bytes | None:
 @click.option("--time-zone", default="Asia/Shanghai", show_default=True, help="The lot's IANA time zone.")
 @click.option("--temp-tariff", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="TOML file of the lot's own temporary tariff (临时车收费).")
-@click.option("--exit-without-entry-fee", "exit_without_entry_fee_fen", type=click.IntRange(0, 10_000_000), default=0,
+@click.option("--exit-without-entry-fee", type=click.IntRange(0, 10_000_000), default=0,
               show_default=True, help="What a temporary vehicle leaving with no entry record pays, fen.")
 @click.option("--etc-framing", type=click.Choice(["auto", "lane", "its", "genvict"]), default="auto",
               show_default=True, help="Framing of the RSU's frames.")
@@ -64,9 +64,9 @@ def _key_bytes(text: str | None) -> bytes | None:
               help="Receive, verify and reconcile statements.")
 @click.option("--clock", "clock_spec", envvar="CROSSPARK_CLOCK", hidden=True, help="Clock spec (demo and tests).")
 def serve(
-    lot_id: str, platform_addr: str, token: str, listen: str, db_url: str | None, data_dir: Path, ca: Path | None,
+    lot_id: str, platform: str, token: str, listen: str, db: str | None, data_dir: Path, ca: Path | None,
     tls_dir: Path | None, insecure: bool, gate_token: str | None, mode: str, deadline_ms: int,
-    card_hash_key: str | None, time_zone: str, temp_tariff: Path | None, exit_without_entry_fee_fen: int,
+    card_hash_key: str | None, time_zone: str, temp_tariff: Path | None, exit_without_entry_fee: int,
     etc_framing: str, statements: bool, clock_spec: str | None,
 ) -> None:
     """Serve the lot node (gate API, card list, outbox, statements) until SIGTERM or SIGINT."""
@@ -76,10 +76,10 @@ def serve(
     from lot_node.node import LotNode, LotSettings
 
     settings = LotSettings(
-        lot_id=lot_id, platform=platform_addr, token=token, listen=listen, db_url=db_url, data_dir=data_dir, ca=ca,
+        lot_id=lot_id, platform=platform, token=token, listen=listen, db_url=db, data_dir=data_dir, ca=ca,
         tls_dir=tls_dir, insecure=insecure, gate_token=gate_token, mode=Mode(mode.upper()), deadline_ms=deadline_ms,
         card_hash_key=_key_bytes(card_hash_key), time_zone=time_zone, temp_tariff=temp_tariff,
-        exit_without_entry_fee_fen=exit_without_entry_fee_fen, etc_framing=etc_framing, statements=statements,
+        exit_without_entry_fee_fen=exit_without_entry_fee, etc_framing=etc_framing, statements=statements,
     )
     try:
         node = LotNode(settings, parse_clock(clock_spec)).start()

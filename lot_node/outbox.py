@@ -110,7 +110,9 @@ class OutboxSender:
         while not stop.is_set():
             retrying = Retrying(
                 wait=wait_random_exponential(multiplier=self.min_backoff_s, max=self.max_backoff_s),
-                retry=retry_if_exception_type((grpc.RpcError, StreamBroken, OSError)),
+                # Anything (a broken stream, a busy database, a bad message) is retried: the
+                # worker must outlive it.
+                retry=retry_if_exception_type(Exception),
                 stop=stop_never,
                 sleep=lambda seconds: stop.wait(seconds) and None,  # type: ignore[func-returns-value]
                 before_sleep=self._failed,
@@ -124,10 +126,11 @@ class OutboxSender:
 
     def _failed(self, state) -> None:  # type: ignore[no-untyped-def]
         error = state.outcome.exception() if state.outcome else None
-        self.reachability(False)
+        if isinstance(error, grpc.RpcError):
+            self.reachability(False)
         if self._stop is not None and self._stop.is_set():
             return
-        code = error.code().name if isinstance(error, grpc.RpcError) else type(error).__name__
+        code = error.code().name if isinstance(error, grpc.RpcError) else f"{type(error).__name__}: {error}"[:200]
         log.warning("outbox.stream_failed", error=code, attempt=state.attempt_number,
                     retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from crosspark.clock import Clock
@@ -34,12 +34,13 @@ from lot_node.gate import (
     PriceTemporary,
     StayClosure,
     VehicleKind,
+    confusable_variants,
     decide_entry,
     decide_exit,
     match_exit,
     resolve_identity,
 )
-from lot_node.membership import MembershipDecider
+from lot_node.membership import MembershipDecider, Mode
 from lot_node.readings import CameraReading, checked_identity, read_camera, read_etc
 
 log = structlog.get_logger("lot_node.gate")
@@ -222,7 +223,7 @@ class GateService:
         answer: MembershipAnswer,
         flags: frozenset[Flag],
     ) -> Decision:
-        inside = [_open_stay(r) for r in store.open_stays_of(session, [identity.plate], identity.color.value)]
+        inside = _open_stays(session, [identity.plate], identity.color)
         return decide_entry(
             _new_id(), identity, at, answer, inside, [_new_id() for _ in inside], flags
         )
@@ -230,11 +231,13 @@ class GateService:
     def _exit(
         self, evidence: Evidence, identity: VehicleIdentity, at: datetime, flags: frozenset[Flag], started: float
     ) -> Decision:
-        # Match outside the write lock, ask about membership (maybe over the network), then
-        # match again inside it: another gate may have closed the stay meanwhile.
-        with self.db.read_session() as session:
-            match = _match(session, identity)
-        answer = self._exit_answer(match, identity, at, started)
+        # ONLINE modes may wait on the network: match outside the write lock, ask, then match
+        # again inside it (another gate may have closed the stay meanwhile). CACHED answers at once.
+        answer: MembershipAnswer | None = None
+        if self.membership.mode is not Mode.CACHED:
+            with self.db.read_session() as session:
+                match = _match(session, identity)
+            answer = self._exit_answer(match, identity, at, started)
 
         def decide(session: Session) -> Decision:
             nonlocal answer
@@ -326,103 +329,99 @@ def _needs_answer(match: ExitMatch) -> bool:
 
 
 def _match(session: Session, identity: VehicleIdentity) -> ExitMatch:
-    from lot_node.gate import confusable_variants
-
     plates = [identity.plate, *confusable_variants(identity.plate)]
-    rows = store.open_stays_of(session, plates, identity.color.value)
-    return match_exit(identity.plate, identity.color, [_open_stay(r) for r in rows])
+    return match_exit(identity.plate, identity.color, _open_stays(session, plates, identity.color))
 
 
-def _open_stay(row: store.StayRow) -> OpenStay:
-    return OpenStay(
-        stay_id=row.stay_id,
-        plate=row.plate,
-        color=PlateColor(row.color),
-        kind=VehicleKind(row.kind),
-        card_id=row.card_id,
-        card_valid_until=row.card_valid_until,
-        entered_at=row.entered_at,
-    )
+def _open_stays(session: Session, plates: list[str], color: PlateColor) -> list[OpenStay]:
+    rows = session.connection().execute(store.open_stays_query(plates, color.value))
+    return [
+        OpenStay(
+            stay_id=r.stay_id, plate=r.plate, color=PlateColor(r.color), kind=VehicleKind(r.kind), card_id=r.card_id,
+            card_valid_until=r.card_valid_until, entered_at=r.entered_at,
+        )
+        for r in rows
+    ]
 
 
 def _flags_text(flags: frozenset[Flag]) -> str:
     return ",".join(sorted(f.value for f in flags))
 
 
-def _write(session: Session, decision: Decision, evidence: Evidence, now: datetime) -> None:
-    """Passage, stays and outbox of one decision (in the caller's transaction)."""
+def _passage_values(
+    decision: Decision, gate_id: str, request_id: str | None, now: datetime
+) -> dict[str, object]:
     identity = decision.identity
-    session.add(
-        store.PassageRow(
-            passage_id=decision.passage_id,
-            gate_id=evidence.gate_id,
-            direction=decision.direction.value,
-            plate=identity.plate,
-            color=identity.color.value,
-            source=identity.source.value,
-            confidence=identity.confidence,
-            obu_serial=identity.obu_serial,
-            obu_issuer=identity.obu_issuer,
-            vehicle_class=identity.vehicle_class,
-            occurred_at=decision.occurred_at,
-            decided_at=now,
-            kind=decision.kind.value,
-            membership=decision.membership.status.value,
-            card_id=decision.card_id,
-            stay_id=decision.stay_id,
-            entry_passage_id=decision.entry_passage_id,
-            flags=_flags_text(decision.flags),
-            membership_answer_id=decision.membership.answer_id,
-            card_valid_until=decision.card_valid_until,
-            opened=decision.open,
-            fee_due_fen=decision.fee_due_fen,
-            display=decision.display[:64],
-            request_id=evidence.request_id or None,
-        )
-    )
-    session.flush()  # the outbox row refers to the passage
+    return {
+        "passage_id": decision.passage_id, "gate_id": gate_id, "direction": decision.direction.value,
+        "plate": identity.plate, "color": identity.color.value, "source": identity.source.value,
+        "confidence": identity.confidence, "obu_serial": identity.obu_serial, "obu_issuer": identity.obu_issuer,
+        "vehicle_class": identity.vehicle_class, "occurred_at": decision.occurred_at, "decided_at": now,
+        "kind": decision.kind.value, "membership": decision.membership.status.value, "card_id": decision.card_id,
+        "stay_id": decision.stay_id, "entry_passage_id": decision.entry_passage_id,
+        "flags": _flags_text(decision.flags), "membership_answer_id": decision.membership.answer_id,
+        "card_valid_until": decision.card_valid_until, "opened": decision.open,
+        "fee_due_fen": decision.fee_due_fen, "display": decision.display[:64], "request_id": request_id,
+        "delivered_at": None,
+    }
+
+
+def _write(session: Session, decision: Decision, evidence: Evidence, now: datetime) -> None:
+    """Passage, stays and outbox of one decision, in the caller's transaction (Core statements:
+    this is the gate's hot path)."""
+    connection = session.connection()
+    passages: list[dict[str, object]] = [
+        _passage_values(decision, evidence.gate_id, evidence.request_id or None, now)
+    ]
+    outbox = [decision.passage_id] if decision.report else []
+    for closure in decision.closures:
+        if closure.exit_passage_id != decision.passage_id:
+            passages.append(_closing_passage(closure, evidence.gate_id, now))
+            if closure.report:
+                outbox.append(closure.exit_passage_id)
+    connection.execute(insert(store.PassageRow.__table__), passages)
     if decision.new_stay is not None:
         stay = decision.new_stay
-        session.add(
-            store.StayRow(
+        connection.execute(
+            insert(store.StayRow.__table__).values(
                 stay_id=stay.stay_id, plate=stay.plate, color=stay.color.value, kind=stay.kind.value,
                 card_id=stay.card_id, card_valid_until=stay.card_valid_until, entry_gate=evidence.gate_id,
-                entered_at=stay.entered_at, state=store.OPEN, fee_fen=0,
+                entered_at=stay.entered_at, state=store.OPEN, exit_passage_id=None, exited_at=None, split_at=None,
+                fee_fen=0,
             )
         )
-    if decision.report:
-        session.add(store.OutboxRow(passage_id=decision.passage_id, enqueued_at=now, state=store.PENDING, attempts=0))
     for closure in decision.closures:
-        _close(session, closure, decision, evidence, now)
+        connection.execute(
+            update(store.StayRow.__table__)
+            .where(store.StayRow.__table__.c.stay_id == closure.stay.stay_id)
+            .values(
+                state=closure.state, exit_passage_id=closure.exit_passage_id, exited_at=closure.exited_at,
+                split_at=closure.split_at, fee_fen=closure.fee_fen,
+            )
+        )
+    if outbox:
+        connection.execute(
+            insert(store.OutboxRow.__table__),
+            [
+                {"passage_id": pid, "enqueued_at": now, "state": store.PENDING, "attempts": 0, "reason": "",
+                 "rejected_at": None}
+                for pid in outbox
+            ],
+        )
 
 
-def _close(session: Session, closure: StayClosure, decision: Decision, evidence: Evidence, now: datetime) -> None:
-    row = session.get(store.StayRow, closure.stay.stay_id)
-    assert row is not None
-    row.state = closure.state
-    row.exit_passage_id = closure.exit_passage_id
-    row.exited_at = closure.exited_at
-    row.split_at = closure.split_at
-    row.fee_fen = closure.fee_fen
-    if closure.exit_passage_id == decision.passage_id:
-        return
-    # An abandoned stay: the lot writes the exit record that closes it.
+def _closing_passage(closure: StayClosure, gate_id: str, now: datetime) -> dict[str, object]:
+    """The exit record the lot writes itself for an abandoned stay."""
     stay = closure.stay
-    session.add(
-        store.PassageRow(
-            passage_id=closure.exit_passage_id, gate_id=evidence.gate_id, direction=Direction.EXIT.value,
-            plate=stay.plate, color=stay.color.value, source=IdentitySource.MANUAL.value, confidence=1.0,
-            occurred_at=closure.exited_at, decided_at=now, kind=stay.kind.value, membership=Membership.UNKNOWN.value,
-            card_id=stay.card_id, stay_id=stay.stay_id, entry_passage_id=stay.stay_id,
-            flags=_flags_text(closure.flags), card_valid_until=closure.split_at, opened=True, fee_due_fen=0,
-            display="", request_id=None,
-        )
-    )
-    if closure.report:
-        session.flush()
-        session.add(
-            store.OutboxRow(passage_id=closure.exit_passage_id, enqueued_at=now, state=store.PENDING, attempts=0)
-        )
+    return {
+        "passage_id": closure.exit_passage_id, "gate_id": gate_id, "direction": Direction.EXIT.value,
+        "plate": stay.plate, "color": stay.color.value, "source": IdentitySource.MANUAL.value, "confidence": 1.0,
+        "obu_serial": "", "obu_issuer": "", "vehicle_class": 0, "occurred_at": closure.exited_at, "decided_at": now,
+        "kind": stay.kind.value, "membership": Membership.UNKNOWN.value, "card_id": stay.card_id,
+        "stay_id": stay.stay_id, "entry_passage_id": stay.stay_id, "flags": _flags_text(closure.flags),
+        "membership_answer_id": "", "card_valid_until": closure.split_at, "opened": True, "fee_due_fen": 0,
+        "display": "", "request_id": None, "delivered_at": None,
+    }
 
 
 def _decision_from_row(row: store.PassageRow) -> Decision:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     delete,
@@ -224,14 +225,11 @@ def put_meta(session: Session, key: str, value: str, now: datetime) -> None:
 # --- stays and passages -------------------------------------------------------------------------
 
 
-def open_stays_of(session: Session, plates: Sequence[str], color: str) -> list[StayRow]:
+def open_stays_query(plates: Sequence[str], color: str) -> Select:  # type: ignore[type-arg]
     """Open stays of any of ``plates`` with ``color`` (exact or confusable exit matching)."""
-    if not plates:
-        return []
-    return list(
-        session.scalars(
-            select(StayRow).where(StayRow.state == OPEN, StayRow.plate.in_(plates), StayRow.color == color)
-        )
+    t = StayRow.__table__.c
+    return select(t.stay_id, t.plate, t.color, t.kind, t.card_id, t.card_valid_until, t.entered_at).where(
+        t.state == OPEN, t.plate.in_(plates), t.color == color
     )
 
 

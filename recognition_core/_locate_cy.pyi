@@ -20,9 +20,17 @@ def cue_maps(
     table: npt.NDArray[np.uint8],
     colour: npt.NDArray[np.uint8],
     edge: npt.NDArray[np.uint8],
+    luma: npt.NDArray[np.uint8],
 ) -> None: ...
 def label_regions(
     mask: npt.NDArray[np.uint8], labels: npt.NDArray[np.int32] | None = None
 ) -> npt.NDArray[np.float64]: ...
+def line_texture(
+    luma: npt.NDArray[np.uint8],
+    rects: npt.NDArray[np.float64],
+    n_lines: int,
+    min_contrast: float,
+    contrast_frac: float,
+) -> npt.NDArray[np.int32]: ...
 def row_transitions(gray: npt.NDArray[np.uint8], contrast: int) -> npt.NDArray[np.int32]: ...
 def shear_scores(binary: npt.NDArray[np.uint8], shears: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...

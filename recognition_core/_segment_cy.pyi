@@ -4,7 +4,7 @@ import numpy as np
 import numpy.typing as npt
 
 def binarize_local(
-    gray: npt.NDArray[np.uint8], rx: int, ry: int, offset: int
+    gray: npt.NDArray[np.uint8], rx: int, ry: int, offset_frac: float, min_offset: int
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]: ...
 def fit_slots(
     profile: npt.NDArray[np.float64],

@@ -59,13 +59,20 @@ def draw(image: Any, plates: list[dict[str, Any]], out: Path) -> None:
 @click.option("--crop", is_flag=True, help="Each image is an already cut-out plate.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per image.")
 @click.option(
-    "--draw", "draw_dir", type=click.Path(file_okay=False, path_type=Path),
+    "--draw",
+    "draw_dir",
+    type=click.Path(file_okay=False, path_type=Path),
     help="Save each image with its plates drawn on it into this folder (same file name, .jpg).",
 )
-@click.option("--min-confidence", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Drop reads below this confidence (default: the recogniser's own threshold).")
-def recognize(images: tuple[Path, ...], crop: bool, as_json: bool, draw_dir: Path | None,
-              min_confidence: float | None) -> None:
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Drop reads below this confidence (default: the recogniser's own threshold).",
+)
+def recognize(
+    images: tuple[Path, ...], crop: bool, as_json: bool, draw_dir: Path | None, min_confidence: float | None
+) -> None:
     """Read the licence plates in IMAGE… (JPEG, PNG, BMP, …; up to 8000×8000 pixels).
 
     With --json, one line per image: {"file", "ms", "plates": [{"plate", "color", "confidence",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -38,7 +38,7 @@ PLATE_ASPECT = 440 / 140
 #: Size of an upright plate cut: the plate rectangle plus a margin, scaled to this height.
 CROP_HEIGHT = 56
 #: Margins added around a candidate's rectangle before cutting, as fractions of its sides.
-CROP_MARGIN_X = 0.06
+CROP_MARGIN_X = 0.12
 CROP_MARGIN_Y = 0.18
 
 # Colour ranges: hue on OpenCV's 0..180 scale; saturation and value on 0..255.
@@ -203,10 +203,6 @@ def _rectangles(stats: np.ndarray) -> np.ndarray:
     return np.stack([cx, cy, length, height, angle, fill], axis=1)
 
 
-def _odd(v: float) -> int:
-    return max(1, int(round(v)) | 1)
-
-
 @dataclass(frozen=True, slots=True)
 class _Shape:
     """Proportions a candidate rectangle must have, at the scale of the cue maps."""
@@ -234,7 +230,7 @@ def _colour_candidates(colour: np.ndarray, edge_mask: np.ndarray) -> list[tuple[
     close = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3))
     near_edges = cv2.dilate(edge_mask, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 5)))
     for plate_color, flag in _FLAG_OF.items():
-        mask = cv2.bitwise_and(colour, flag)
+        mask = np.bitwise_and(colour, np.uint8(flag))
         if cv2.countNonZero(mask) < 40:
             continue
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close)
@@ -296,10 +292,9 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     colour, edge, luma = cue_maps(small)
     strong = _edge_threshold(edge)
     edge_mask = cv2.threshold(edge, strong, 255, cv2.THRESH_BINARY)[1]
-    found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask)
     # dim plates (night, haze) have weak strokes: look again with half the threshold
     weak_mask = cv2.threshold(edge, max(8, strong // 2), 255, cv2.THRESH_BINARY)[1]
-    found += _edge_candidates(weak_mask)
+    found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask) + _edge_candidates(weak_mask)
     if not found:
         return []
     rects = np.array([r for r, _ in found])
@@ -315,10 +310,48 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     keep = np.flatnonzero(tex >= MIN_TEXTURE)
     order = _suppress(rects, keep[np.argsort(-scores[keep])])[:max_candidates]
     return [
-        Candidate(float(rects[i, 0] * sx), float(rects[i, 1] * sy), float(rects[i, 2] * sx), float(rects[i, 3] * sy),
-                  float(rects[i, 4]), colours[i], float(scores[i]))
+        Candidate(
+            float(rects[i, 0] * sx),
+            float(rects[i, 1] * sy),
+            float(rects[i, 2] * sx),
+            float(rects[i, 3] * sy),
+            float(rects[i, 4]),
+            colours[i],
+            float(scores[i]),
+        )
         for i in order
     ]
+
+
+def plate_in_cut(cut: np.ndarray) -> Candidate:
+    """The plate's rectangle inside an image that is already a plate cut out of a photo (turned or
+    sheared a little, with some background around it): the largest region of the cut's dominant
+    plate colour, or the whole cut when no plate colour dominates."""
+    cut = check_image(cut)
+    h, w = cut.shape[:2]
+    whole = Candidate(w / 2, h / 2, float(w), float(h), 0.0, None, 0.0)
+    colour, _, _ = cue_maps(cut)
+    counts = {c: int(np.count_nonzero(colour & f)) for c, f in _FLAG_OF.items()}
+    plate_color = max(counts, key=lambda c: counts[c])
+    if counts[plate_color] < 0.25 * h * w:
+        return whole
+    mask = np.bitwise_and(colour, np.uint8(_FLAG_OF[plate_color]))
+    k = max(3, h // 5)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    stats = region_stats(mask)
+    if len(stats) == 0:
+        return whole
+    rect = _rectangles(stats[[int(np.argmax(stats[:, 0]))]])[0]
+    _, _, length, height, angle, fill = (float(v) for v in rect)
+    if length * height < 0.3 * h * w or not 1.5 <= length / max(height, 1e-6) <= 8 or fill < 0.5:
+        return whole
+    # keep the region's angle, but let the upright cut cover the whole image: the colour region
+    # can fall short of the plate (dirt, glare on its edge)
+    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
+    cover_w, cover_h = w * c + h * s, w * s + h * c
+    return Candidate(
+        w / 2, h / 2, cover_w / (1 + 2 * CROP_MARGIN_X), cover_h / (1 + 2 * CROP_MARGIN_Y), angle, plate_color, fill
+    )
 
 
 def _boxes(rects: np.ndarray) -> np.ndarray:
@@ -354,7 +387,7 @@ def crop_matrix(cand: Candidate, height: int = CROP_HEIGHT) -> tuple[np.ndarray,
     scaled to ``height`` pixels tall, and the cut's (width, height)."""
     length = cand.length * (1 + 2 * CROP_MARGIN_X)
     tall = max(cand.height * (1 + 2 * CROP_MARGIN_Y), 1e-3)
-    out_w = max(8, int(round(height * length / tall)))
+    out_w = max(8, round(height * length / tall))
     k = height / tall
     c, s = math.cos(math.radians(cand.angle)), math.sin(math.radians(cand.angle))
     # destination = k · R(−angle) · (source − centre) + (out_w/2, out_h/2)
@@ -377,7 +410,7 @@ def plate_crop(image: np.ndarray, cand: Candidate, height: int = CROP_HEIGHT) ->
         half_h = (length * abs(s) + tall * abs(c)) / 2 + 2
         h, w = image.shape[:2]
         x0, y0 = max(0, int(cand.cx - half_w)), max(0, int(cand.cy - half_h))
-        x1, y1 = min(w, int(math.ceil(cand.cx + half_w))), min(h, int(math.ceil(cand.cy + half_h)))
+        x1, y1 = min(w, math.ceil(cand.cx + half_w)), min(h, math.ceil(cand.cy + half_h))
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             sub = image[y0:y1, x0:x1]
             f = 1.0

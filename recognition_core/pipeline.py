@@ -23,17 +23,16 @@ from recognition_core.color import is_dark_text, plate_color
 from recognition_core.decode import best_plate
 from recognition_core.locate import (
     MAX_SIDE,
-    Candidate,
     ImageRefused,
     box_iou,
     check_image,
-    crop_matrix,
     locate,
     plate_crop,
+    plate_in_cut,
 )
 from recognition_core.segment import Segmentation, segment
 
-__all__ = ["ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop", "MIN_CONFIDENCE"]
+__all__ = ["MIN_CONFIDENCE", "ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop"]
 
 #: Reads below this confidence are dropped (a wrong plate is worse than none at a gate).
 MIN_CONFIDENCE = 0.5
@@ -122,7 +121,6 @@ class _Read:
     plate: str
     color: PlateColor
     confidence: float
-    corners: np.ndarray  # the plate's outline in the cut's pixels
 
 
 def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> Segmentation | None:
@@ -164,7 +162,7 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None
     if best is None:
         return None
     plate, confidence = best
-    return _Read(plate, color, float(confidence), seg.plate_corners)
+    return _Read(plate, color, float(confidence))
 
 
 def _identity(read: _Read) -> VehicleIdentity:
@@ -185,7 +183,9 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
             continue
         read = _read_crop(plate_crop(image, cand), cand.color)
         if read is not None and read.confidence >= min_confidence:
-            photo_box = _photo_box(read.corners, cand, image.shape)
+            # the candidate's own rectangle bounds the plate better than one drawn from the
+            # characters' size (the layout fit leaves a few per cent of scale error)
+            photo_box = _clip_box(cand.box, image.shape)
             found.append((read, photo_box))
             x, y, w, h = photo_box
             read_boxes.append(np.array([x, y, x + w, y + h], dtype=np.float64))
@@ -209,9 +209,11 @@ def recognize_crop(plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE
     crop = check_image(plate_bgr)
     h, w = crop.shape[:2]
     height = 64
-    scaled = cv2.resize(crop, (max(24, round(w * height / h)), height), interpolation=cv2.INTER_AREA
-                        if h > height else cv2.INTER_LINEAR)
-    read = _read_crop(scaled)
+    scaled = cv2.resize(
+        crop, (max(24, round(w * height / h)), height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
+    )
+    cand = plate_in_cut(scaled)
+    read = _read_crop(plate_crop(scaled, cand), cand.color)
     if read is None or read.confidence < min_confidence:
         return None
     return Recognition(_identity(read), (0, 0, w, h))
@@ -224,13 +226,8 @@ def _coverage(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return iw * ih / max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
 
 
-def _photo_box(corners: np.ndarray, cand: Candidate, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """Bounding box (x, y, w, h), clipped to the photo, of a plate outline given in the pixels of
-    ``cand``'s cut."""
-    to_photo = cv2.invertAffineTransform(crop_matrix(cand)[0])
-    pts = corners @ to_photo[:, :2].T + to_photo[:, 2]
-    x0, y0 = np.floor(pts.min(axis=0))
-    x1, y1 = np.ceil(pts.max(axis=0))
-    x0, y0 = max(0, int(x0)), max(0, int(y0))
-    x1, y1 = min(shape[1], int(x1)), min(shape[0], int(y1))
+def _clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(shape[1], x + w), min(shape[0], y + h)
     return x0, y0, max(0, x1 - x0), max(0, y1 - y0)

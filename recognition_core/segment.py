@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from recognition_core import _segment_cy
@@ -46,6 +47,9 @@ class Segmentation:
     plate_corners: np.ndarray
 
 
+#: How far (in character heights) the layout may reach past the cut: a province character half
+#: outside the cut can still be read from the rest of the plate.
+OVERHANG = 0.3
 #: Ink must beat its neighbourhood's mean by this share of the cut's contrast (and by 4 levels).
 INK_OFFSET = 0.06
 
@@ -118,10 +122,14 @@ def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
         gray = apply_shear(gray, shear)
         ink, transitions = binarize(gray)
         rough = _band(transitions, n_chars) or rough
+    # the plate's frame can touch the characters: drop horizontal runs longer than a character
+    run = max(3, round(1.0 * (rough[1] - rough[0])))
+    frame = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (run, 1)))
+    ink = cv2.subtract(ink, frame)
     found = _char_band(ink, rough)
     if found is None:
         return None
-    y0, y1, labels, stats = found
+    y0, y1, _, stats = found
     char_h = y1 - y0
     profile = ink[y0:y1].sum(axis=0).astype(np.float64)
     lefts, widths = LAYOUTS[n_chars]
@@ -129,8 +137,8 @@ def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
     w = gray.shape[1]
     # the band may be a little short of the characters' height (tops of 1, bottoms of J)
     scales = char_h * np.linspace(0.85, 1.4, 12)
-    x_from = -0.1 * char_h
-    scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 1.0, 1.0, 0.7, 0.1)
+    x_from = -OVERHANG * 1.4 * char_h
+    scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 1.0, 1.0, 0.7, OVERHANG)
     if scores.size == 0 or not np.isfinite(scores.max()):
         return None
     si, oi = np.unravel_index(int(np.argmax(scores)), scores.shape)

@@ -50,12 +50,17 @@ def tariff_record(tariff: Any) -> dict[str, Any]:
     from crosspark.v1 import settlement_pb2 as pb
 
     return {
-        "lot_id": tariff.lot_id, "version": tariff.version, "effective_from": _iso(tariff.effective_from),
+        "lot_id": tariff.lot_id,
+        "version": tariff.version,
+        "effective_from": _iso(tariff.effective_from),
         "kind": pb.TariffKind.Name(tariff.kind).removeprefix("TARIFF_KIND_").lower(),
-        "visit_fee_fen": tariff.visit_fee_fen, "unit_minutes": tariff.unit_minutes,
+        "visit_fee_fen": tariff.visit_fee_fen,
+        "unit_minutes": tariff.unit_minutes,
         "bands": [{"start": b.start, "unit_fee_fen": b.unit_fee_fen} for b in tariff.bands],
-        "free_minutes": tariff.free_minutes, "cap_per_24h_fen": tariff.cap_per_24h_fen,
-        "max_per_stay_fen": tariff.max_per_stay_fen, "created_at": _iso(tariff.created_at),
+        "free_minutes": tariff.free_minutes,
+        "cap_per_24h_fen": tariff.cap_per_24h_fen,
+        "max_per_stay_fen": tariff.max_per_stay_fen,
+        "created_at": _iso(tariff.created_at),
     }
 
 
@@ -64,13 +69,21 @@ def statement_record(statement: Any) -> dict[str, Any]:
     from crosspark.v1 import settlement_pb2 as pb
 
     return {
-        "statement_id": statement.statement_id, "lot_id": statement.lot_id, "seq": statement.seq,
+        "statement_id": statement.statement_id,
+        "lot_id": statement.lot_id,
+        "seq": statement.seq,
         "period": common_pb2.SettlementPeriod.Name(statement.period).removeprefix("SETTLEMENT_PERIOD_").lower(),
-        "period_from": _iso(statement.period_from), "period_to": _iso(statement.period_to),
-        "time_zone": statement.time_zone, "issued_at": _iso(statement.issued_at),
-        "line_count": statement.line_count, "visit_count": statement.visit_count,
-        "total_fee_fen": statement.total_fee_fen, "file_size": statement.file_size, "sha256": statement.sha256,
-        "signature": statement.signature.hex(), "key_id": statement.key_id,
+        "period_from": _iso(statement.period_from),
+        "period_to": _iso(statement.period_to),
+        "time_zone": statement.time_zone,
+        "issued_at": _iso(statement.issued_at),
+        "line_count": statement.line_count,
+        "visit_count": statement.visit_count,
+        "total_fee_fen": statement.total_fee_fen,
+        "file_size": statement.file_size,
+        "sha256": statement.sha256,
+        "signature": statement.signature.hex(),
+        "key_id": statement.key_id,
         "status": pb.StatementStatus.Name(statement.status).removeprefix("STATEMENT_STATUS_").lower(),
         "fetched_at": _iso(statement.fetched_at),
     }
@@ -81,12 +94,20 @@ def dispute_record(dispute: Any) -> dict[str, Any]:
 
     item = dispute.item
     return {
-        "dispute_id": dispute.dispute_id, "lot_id": dispute.lot_id, "statement_id": dispute.statement_id,
-        "stay_id": item.stay_id, "result": pb.LineResult.Name(item.result).removeprefix("LINE_RESULT_").lower(),
-        "line_no": item.line_no, "platform_fee_fen": item.platform_fee_fen, "lot_fee_fen": item.lot_fee_fen,
-        "note": item.note, "state": pb.DisputeState.Name(dispute.state).removeprefix("DISPUTE_STATE_").lower(),
-        "resolution_note": dispute.resolution_note, "opened_at": _iso(dispute.opened_at),
-        "resolved_at": _iso(dispute.resolved_at), "adjusted_in_statement_id": dispute.adjusted_in_statement_id,
+        "dispute_id": dispute.dispute_id,
+        "lot_id": dispute.lot_id,
+        "statement_id": dispute.statement_id,
+        "stay_id": item.stay_id,
+        "result": pb.LineResult.Name(item.result).removeprefix("LINE_RESULT_").lower(),
+        "line_no": item.line_no,
+        "platform_fee_fen": item.platform_fee_fen,
+        "lot_fee_fen": item.lot_fee_fen,
+        "note": item.note,
+        "state": pb.DisputeState.Name(dispute.state).removeprefix("DISPUTE_STATE_").lower(),
+        "resolution_note": dispute.resolution_note,
+        "opened_at": _iso(dispute.opened_at),
+        "resolved_at": _iso(dispute.resolved_at),
+        "adjusted_in_statement_id": dispute.adjusted_in_statement_id,
     }
 
 
@@ -119,18 +140,31 @@ def _band(text: str) -> tuple[str, int]:
 @json_option
 @rpc_errors
 def tariff_put(
-    remote: Remote, lot_id: str, effective_from: str, kind: str, visit_fee_fen: int, unit_minutes: int,
-    bands: tuple[str, ...], free_minutes: int, cap_24h_fen: int, max_per_stay_fen: int, as_json: bool,
+    remote: Remote,
+    lot_id: str,
+    effective_from: str,
+    kind: str,
+    visit_fee_fen: int,
+    unit_minutes: int,
+    bands: tuple[str, ...],
+    free_minutes: int,
+    cap_24h_fen: int,
+    max_per_stay_fen: int,
+    as_json: bool,
 ) -> None:
     """Add the next tariff version for a lot (admin)."""
     from crosspark.v1 import settlement_pb2 as pb
 
     message = pb.Tariff(
-        lot_id=lot_id, effective_from=_timestamp(effective_from, "--effective-from"),
+        lot_id=lot_id,
+        effective_from=_timestamp(effective_from, "--effective-from"),
         kind=pb.TARIFF_KIND_PER_VISIT if kind == "per_visit" else pb.TARIFF_KIND_PER_TIME,
-        visit_fee_fen=visit_fee_fen, unit_minutes=unit_minutes,
+        visit_fee_fen=visit_fee_fen,
+        unit_minutes=unit_minutes,
         bands=[pb.TariffBand(start=s, unit_fee_fen=f) for s, f in map(_band, bands)],
-        free_minutes=free_minutes, cap_per_24h_fen=cap_24h_fen, max_per_stay_fen=max_per_stay_fen,
+        free_minutes=free_minutes,
+        cap_per_24h_fen=cap_24h_fen,
+        max_per_stay_fen=max_per_stay_fen,
     )
     reply = _stub(remote).PutTariff(pb.PutTariffRequest(tariff=message))
     _emit_tariffs([reply], as_json)
@@ -146,7 +180,9 @@ def tariff_show(remote: Remote, lot_id: str, at: str | None, as_json: bool) -> N
     """A lot's tariff versions."""
     from crosspark.v1 import settlement_pb2 as pb
 
-    request = pb.GetTariffRequest(lot_id=lot_id, at=_timestamp(at, "--at")) if at else pb.GetTariffRequest(lot_id=lot_id)
+    request = (
+        pb.GetTariffRequest(lot_id=lot_id, at=_timestamp(at, "--at")) if at else pb.GetTariffRequest(lot_id=lot_id)
+    )
     _emit_tariffs(list(_stub(remote).GetTariff(request).tariffs), as_json)
 
 
@@ -161,10 +197,17 @@ def _emit_tariffs(tariffs: list[Any], as_json: bool) -> None:
         ("lot", "version", "effective from", "kind", "fees", "free min", "cap/24h", "max/stay"),
         (
             (
-                r["lot_id"], r["version"], r["effective_from"], r["kind"],
-                f"{_yuan(r['visit_fee_fen'])} per visit" if r["kind"] == "per_visit" else
-                f"{r['unit_minutes']} min: " + ", ".join(f"{b['start']} {_yuan(b['unit_fee_fen'])}" for b in r["bands"]),
-                r["free_minutes"], _yuan(r["cap_per_24h_fen"]), _yuan(r["max_per_stay_fen"]),
+                r["lot_id"],
+                r["version"],
+                r["effective_from"],
+                r["kind"],
+                f"{_yuan(r['visit_fee_fen'])} per visit"
+                if r["kind"] == "per_visit"
+                else f"{r['unit_minutes']} min: "
+                + ", ".join(f"{b['start']} {_yuan(b['unit_fee_fen'])}" for b in r["bands"]),
+                r["free_minutes"],
+                _yuan(r["cap_per_24h_fen"]),
+                _yuan(r["max_per_stay_fen"]),
             )
             for r in records
         ),
@@ -189,8 +232,17 @@ def _emit_statements(statements: list[Any], as_json: bool, title: str) -> None:
         title,
         ("statement", "lot", "seq", "period", "from", "to", "lines", "total (yuan)", "status"),
         (
-            (r["statement_id"], r["lot_id"], r["seq"], r["period"], r["period_from"], r["period_to"], r["line_count"],
-             _yuan(r["total_fee_fen"]), r["status"])
+            (
+                r["statement_id"],
+                r["lot_id"],
+                r["seq"],
+                r["period"],
+                r["period_from"],
+                r["period_to"],
+                r["line_count"],
+                _yuan(r["total_fee_fen"]),
+                r["status"],
+            )
             for r in records
         ),
     )
@@ -223,7 +275,8 @@ def statement_list(remote: Remote, lot_id: str, limit: int, as_json: bool) -> No
     from crosspark.v1 import common_pb2
     from crosspark.v1 import settlement_pb2 as pb
 
-    stub, found, token = _stub(remote), [], ""
+    stub, token = _stub(remote), ""
+    found: list[Any] = []
     while len(found) < limit:
         page = common_pb2.PageRequest(page_size=min(1000, limit - len(found)), page_token=token)
         reply = stub.ListStatements(pb.ListStatementsRequest(lot_id=lot_id, page=page))
@@ -237,8 +290,12 @@ def statement_list(remote: Remote, lot_id: str, limit: int, as_json: bool) -> No
 @statement.command("fetch")
 @remote_options()
 @click.argument("statement_id")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (default: STATEMENT_ID.csv); the signature goes to FILE.sig.json.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: STATEMENT_ID.csv); the signature goes to FILE.sig.json.",
+)
 @json_option
 @rpc_errors
 def statement_fetch(remote: Remote, statement_id: str, out: Path | None, as_json: bool) -> None:
@@ -264,10 +321,19 @@ def statement_fetch(remote: Remote, statement_id: str, out: Path | None, as_json
     path = out or Path(f"{statement_id}.csv")
     path.write_bytes(data)
     signature_path = path.with_name(path.name + ".sig.json")
-    signature_path.write_text(json.dumps({
-        "statement_id": meta.statement_id, "sha256": meta.sha256, "signature": meta.signature.hex(),
-        "key_id": meta.key_id, "public_key": public_key.hex(),
-    }, indent=2) + "\n")
+    signature_path.write_text(
+        json.dumps(
+            {
+                "statement_id": meta.statement_id,
+                "sha256": meta.sha256,
+                "signature": meta.signature.hex(),
+                "key_id": meta.key_id,
+                "public_key": public_key.hex(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     record = {**statement_record(meta), "file": str(path), "signature_file": str(signature_path), "verified": True}
     emit_record(record, as_json, title=statement_id)
 
@@ -283,19 +349,35 @@ def _platform_key(stub: Any, key_id: str) -> bytes:
 
 @statement.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--signature-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="JSON with sha256, signature (hex) and key_id (default: FILE.sig.json).")
+@click.option(
+    "--signature-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="JSON with sha256, signature (hex) and key_id (default: FILE.sig.json).",
+)
 @click.option("--public-key", default=None, help="The platform's Ed25519 public key, hex (default: fetch it).")
-@click.option("--platform", "platform_addr", default="127.0.0.1:50051", envvar="CROSSPARK_PLATFORM", show_default=True,
-              help="HOST:PORT to fetch the public key from when --public-key is not given.")
+@click.option(
+    "--platform",
+    "platform_addr",
+    default="127.0.0.1:50051",
+    envvar="CROSSPARK_PLATFORM",
+    show_default=True,
+    help="HOST:PORT to fetch the public key from when --public-key is not given.",
+)
 @click.option("--token", envvar="CROSSPARK_ADMIN_TOKEN", help="Bearer token for fetching the key.")
 @click.option("--ca", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="CROSSPARK_CA")
 @click.option("--insecure", is_flag=True, help="Plaintext; only to a loopback address.")
 @json_option
 @rpc_errors
 def statement_verify(
-    file: Path, signature_file: Path | None, public_key: str | None, platform_addr: str, token: str | None,
-    ca: Path | None, insecure: bool, as_json: bool,
+    file: Path,
+    signature_file: Path | None,
+    public_key: str | None,
+    platform_addr: str,
+    token: str | None,
+    ca: Path | None,
+    insecure: bool,
+    as_json: bool,
 ) -> None:
     """Check a statement file's SHA-256 and Ed25519 signature (offline with --public-key); exit 1
     if either fails."""
@@ -328,8 +410,11 @@ def statement_verify(
             raise SystemExit(1) from None
         raise click.ClickException(f"{file}: {exc}") from None
     record.update(
-        ok=True, statement_id=document.header.statement_id, lot_id=document.header.lot_id,
-        line_count=document.totals.line_count, total_fee_yuan=_yuan(document.totals.total_fee_fen),
+        ok=True,
+        statement_id=document.header.statement_id,
+        lot_id=document.header.lot_id,
+        line_count=document.totals.line_count,
+        total_fee_yuan=_yuan(document.totals.total_fee_fen),
     )
     emit_record(record, as_json, title="verified")
 
@@ -354,8 +439,9 @@ def dispute_list(remote: Remote, lot_id: str, state: str | None, limit: int, as_
     from crosspark.v1 import common_pb2
     from crosspark.v1 import settlement_pb2 as pb
 
-    stub, found, token = _stub(remote), [], ""
-    state_code = pb.DisputeState.Value(f"DISPUTE_STATE_{state.upper()}") if state else 0
+    stub, token = _stub(remote), ""
+    found: list[Any] = []
+    state_code: Any = pb.DisputeState.Value(f"DISPUTE_STATE_{state.upper()}") if state else 0
     while len(found) < limit:
         page = common_pb2.PageRequest(page_size=min(1000, limit - len(found)), page_token=token)
         reply = stub.ListDisputes(pb.ListDisputesRequest(lot_id=lot_id, state=state_code, page=page))
@@ -372,8 +458,18 @@ def dispute_list(remote: Remote, lot_id: str, state: str | None, limit: int, as_
         "disputes",
         ("dispute", "lot", "statement", "line", "stay", "result", "platform", "lot fee", "state", "note"),
         (
-            (r["dispute_id"], r["lot_id"], r["statement_id"], r["line_no"], r["stay_id"], r["result"],
-             _yuan(r["platform_fee_fen"]), _yuan(r["lot_fee_fen"]), r["state"], r["note"])
+            (
+                r["dispute_id"],
+                r["lot_id"],
+                r["statement_id"],
+                r["line_no"],
+                r["stay_id"],
+                r["result"],
+                _yuan(r["platform_fee_fen"]),
+                _yuan(r["lot_fee_fen"]),
+                r["state"],
+                r["note"],
+            )
             for r in records
         ),
     )
@@ -382,7 +478,9 @@ def dispute_list(remote: Remote, lot_id: str, state: str | None, limit: int, as_
 @dispute.command("resolve")
 @remote_options()
 @click.argument("dispute_id")
-@click.option("--accept-lot", "decision", flag_value="accept", help="The lot's figure: adjustment in the next statement.")
+@click.option(
+    "--accept-lot", "decision", flag_value="accept", help="The lot's figure: adjustment in the next statement."
+)
 @click.option("--keep-platform", "decision", flag_value="keep", help="The platform's figure stands.")
 @click.option("--note", default="", help="At most 512 characters.")
 @json_option
@@ -393,8 +491,11 @@ def dispute_resolve(remote: Remote, dispute_id: str, decision: str | None, note:
 
     if decision is None:
         raise click.UsageError("give --accept-lot or --keep-platform")
-    reply = _stub(remote).ResolveDispute(pb.ResolveDisputeRequest(
-        dispute_id=dispute_id, note=note,
-        decision=pb.DISPUTE_DECISION_ACCEPT_LOT if decision == "accept" else pb.DISPUTE_DECISION_KEEP_PLATFORM,
-    ))
+    reply = _stub(remote).ResolveDispute(
+        pb.ResolveDisputeRequest(
+            dispute_id=dispute_id,
+            note=note,
+            decision=pb.DISPUTE_DECISION_ACCEPT_LOT if decision == "accept" else pb.DISPUTE_DECISION_KEEP_PLATFORM,
+        )
+    )
     emit_record(dispute_record(reply), as_json, title=dispute_id)

@@ -132,7 +132,11 @@ def check_passage(p: Passage, lot_id: str, now_us: int) -> str:
             return "an entry has no entry_passage_id"
         return ""
     if not p.entry_passage_id:
-        return "" if p.has(FLAG_EXIT_WITHOUT_ENTRY) else "exit without entry_passage_id (and not flagged EXIT_WITHOUT_ENTRY)"
+        return (
+            ""
+            if p.has(FLAG_EXIT_WITHOUT_ENTRY)
+            else "exit without entry_passage_id (and not flagged EXIT_WITHOUT_ENTRY)"
+        )
     if not is_passage_id(p.entry_passage_id):
         return "entry_passage_id is not a canonical lower-case UUID"
     if p.stay_id not in ("", p.entry_passage_id):
@@ -164,9 +168,7 @@ def decide(
     return [d for d in decisions if d is not None]
 
 
-def _decide_one(
-    p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry], closed_stays: set[str]
-) -> Decision:
+def _decide_one(p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry], closed_stays: set[str]) -> Decision:
     if p.passage_id in held:
         return Decision(Ack.DUPLICATE)
     reason = check_passage(p, lot_id, now_us)
@@ -189,9 +191,17 @@ def _decide_one(
             if p.has(FLAG_CARD_ENDED_IN_STAY) and p.card_valid_until_us is not None:
                 settle_to = min(max(p.card_valid_until_us, entry.occurred_us), p.occurred_us)
             stay = Stay(
-                stay_id=p.entry_passage_id, lot_id=lot_id, card_id=card_id, plate=entry.plate, color=entry.color,
-                entry_us=entry.occurred_us, exit_us=p.occurred_us, settle_to_us=settle_to,
-                entry_passage_id=p.entry_passage_id, exit_passage_id=p.passage_id, flags=p.flags,
+                stay_id=p.entry_passage_id,
+                lot_id=lot_id,
+                card_id=card_id,
+                plate=entry.plate,
+                color=entry.color,
+                entry_us=entry.occurred_us,
+                exit_us=p.occurred_us,
+                settle_to_us=settle_to,
+                entry_passage_id=p.entry_passage_id,
+                exit_passage_id=p.passage_id,
+                flags=p.flags,
             )
         closed_stays.add(p.entry_passage_id)
     held[p.passage_id] = HeldEntry(lot_id, p.direction, p.occurred_us, p.card_id, p.plate, p.color)

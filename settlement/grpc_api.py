@@ -18,7 +18,7 @@ from crosspark.rpc import principal_of
 from crosspark.server import Registration
 from crosspark.v1 import common_pb2, settlement_pb2, settlement_pb2_grpc
 from settlement import issuing, service
-from settlement.domain import MAX_BATCH, Passage
+from settlement.domain import MAX_BATCH, Ack, Passage
 from settlement.ingest import PassageIngest
 from settlement.store import DisputeRow, StatementRow
 from settlement.tariff import Band, Tariff, TariffError, TariffKind
@@ -30,30 +30,46 @@ log = structlog.get_logger("settlement.grpc")
 
 pb = settlement_pb2
 _COLOR_NAMES = {
-    common_pb2.PLATE_COLOR_BLUE: "blue", common_pb2.PLATE_COLOR_YELLOW: "yellow",
-    common_pb2.PLATE_COLOR_BLACK: "black", common_pb2.PLATE_COLOR_WHITE: "white",
-    common_pb2.PLATE_COLOR_GREEN: "green", common_pb2.PLATE_COLOR_YELLOW_GREEN: "yellow_green",
+    common_pb2.PLATE_COLOR_BLUE: "blue",
+    common_pb2.PLATE_COLOR_YELLOW: "yellow",
+    common_pb2.PLATE_COLOR_BLACK: "black",
+    common_pb2.PLATE_COLOR_WHITE: "white",
+    common_pb2.PLATE_COLOR_GREEN: "green",
+    common_pb2.PLATE_COLOR_YELLOW_GREEN: "yellow_green",
     common_pb2.PLATE_COLOR_BLUE_WHITE: "blue_white",
 }
 _COLOR_CODES = {name: code for code, name in _COLOR_NAMES.items()}
 _SOURCE_NAMES = {
-    common_pb2.IDENTITY_SOURCE_CAMERA: "camera", common_pb2.IDENTITY_SOURCE_ETC: "etc",
+    common_pb2.IDENTITY_SOURCE_CAMERA: "camera",
+    common_pb2.IDENTITY_SOURCE_ETC: "etc",
     common_pb2.IDENTITY_SOURCE_MANUAL: "manual",
 }
 _PERIOD_CODES = {
-    "PER_EXIT": common_pb2.SETTLEMENT_PERIOD_PER_EXIT, "DAILY": common_pb2.SETTLEMENT_PERIOD_DAILY,
-    "WEEKLY": common_pb2.SETTLEMENT_PERIOD_WEEKLY, "MONTHLY": common_pb2.SETTLEMENT_PERIOD_MONTHLY,
+    "PER_EXIT": common_pb2.SETTLEMENT_PERIOD_PER_EXIT,
+    "DAILY": common_pb2.SETTLEMENT_PERIOD_DAILY,
+    "WEEKLY": common_pb2.SETTLEMENT_PERIOD_WEEKLY,
+    "MONTHLY": common_pb2.SETTLEMENT_PERIOD_MONTHLY,
 }
 _KIND_CODES = {TariffKind.PER_VISIT: pb.TARIFF_KIND_PER_VISIT, TariffKind.PER_TIME: pb.TARIFF_KIND_PER_TIME}
 _KINDS = {code: kind for kind, code in _KIND_CODES.items()}
 _RESULT_NAMES = {
-    pb.LINE_RESULT_MATCHED: "MATCHED", pb.LINE_RESULT_FEE_MISMATCH: "FEE_MISMATCH",
-    pb.LINE_RESULT_MISSING_IN_STATEMENT: "MISSING_IN_STATEMENT", pb.LINE_RESULT_UNKNOWN_TO_LOT: "UNKNOWN_TO_LOT",
+    pb.LINE_RESULT_MATCHED: "MATCHED",
+    pb.LINE_RESULT_FEE_MISMATCH: "FEE_MISMATCH",
+    pb.LINE_RESULT_MISSING_IN_STATEMENT: "MISSING_IN_STATEMENT",
+    pb.LINE_RESULT_UNKNOWN_TO_LOT: "UNKNOWN_TO_LOT",
 }
 _RESULT_CODES = {name: code for code, name in _RESULT_NAMES.items()}
-_DISPUTE_STATES = {"OPEN": pb.DISPUTE_STATE_OPEN, "ACCEPTED": pb.DISPUTE_STATE_ACCEPTED, "REJECTED": pb.DISPUTE_STATE_REJECTED}
+_DISPUTE_STATES = {
+    "OPEN": pb.DISPUTE_STATE_OPEN,
+    "ACCEPTED": pb.DISPUTE_STATE_ACCEPTED,
+    "REJECTED": pb.DISPUTE_STATE_REJECTED,
+}
 _DISPUTE_STATE_NAMES = {code: name for name, code in _DISPUTE_STATES.items()}
-_ACKS = {"ACCEPTED": pb.ACK_RESULT_ACCEPTED, "DUPLICATE": pb.ACK_RESULT_DUPLICATE, "REJECTED": pb.ACK_RESULT_REJECTED}
+_ACKS = {
+    Ack.ACCEPTED: pb.ACK_RESULT_ACCEPTED,
+    Ack.DUPLICATE: pb.ACK_RESULT_DUPLICATE,
+    Ack.REJECTED: pb.ACK_RESULT_REJECTED,
+}
 #: How often a WatchStatements stream looks for statements other replicas issued.
 WATCH_POLL_SECONDS = 1.0
 
@@ -78,20 +94,25 @@ def _ts(instant: datetime | None) -> Timestamp | None:
 
 
 def passage_of(message: pb.Passage, lot_id: str) -> Passage:
+    """The domain passage of a reported one (ids are taken as sent: canonical UUIDs are lower-case)."""
     vehicle = message.vehicle
+    occurred = message.occurred_at
+    flags = 0
+    for flag in message.flags:
+        flags |= 1 << flag
     return Passage(
-        passage_id=message.passage_id.lower(),
+        passage_id=message.passage_id,
         lot_id=message.lot_id or lot_id,
         gate_id=message.gate_id,
         direction=message.direction,
         plate=vehicle.plate,
         color=_COLOR_NAMES.get(vehicle.color, ""),
         source=_SOURCE_NAMES.get(vehicle.source, "manual"),
-        occurred_us=_us(message.occurred_at) if message.HasField("occurred_at") else 0,
+        occurred_us=occurred.seconds * 1_000_000 + occurred.nanos // 1000,
         card_id=message.card_id,
-        stay_id=message.stay_id.lower(),
-        entry_passage_id=message.entry_passage_id.lower(),
-        flags=sum(1 << flag for flag in message.flags),
+        stay_id=message.stay_id,
+        entry_passage_id=message.entry_passage_id,
+        flags=flags,
         membership_answer_id=message.membership_answer_id,
         card_valid_until_us=_us(message.card_valid_until) if message.HasField("card_valid_until") else None,
     )
@@ -105,10 +126,14 @@ def tariff_from_message(message: pb.Tariff) -> Tariff:
         raise InvalidArgument.field("tariff.effective_from", "is required")
     try:
         return Tariff(
-            kind=kind, visit_fee_fen=message.visit_fee_fen, unit_minutes=message.unit_minutes or 60,
+            kind=kind,
+            visit_fee_fen=message.visit_fee_fen,
+            unit_minutes=message.unit_minutes or 60,
             bands=tuple(Band.parse(b.start, b.unit_fee_fen, f"bands[{i}]") for i, b in enumerate(message.bands)),
-            free_minutes=message.free_minutes, cap_per_24h_fen=message.cap_per_24h_fen,
-            max_per_stay_fen=message.max_per_stay_fen, effective_from=_instant(message.effective_from),
+            free_minutes=message.free_minutes,
+            cap_per_24h_fen=message.cap_per_24h_fen,
+            max_per_stay_fen=message.max_per_stay_fen,
+            effective_from=_instant(message.effective_from),
             lot_id=message.lot_id,
         )
     except TariffError as exc:
@@ -117,35 +142,60 @@ def tariff_from_message(message: pb.Tariff) -> Tariff:
 
 def tariff_message(tariff: Tariff, created_at: datetime | None) -> pb.Tariff:
     return pb.Tariff(
-        lot_id=tariff.lot_id, version=tariff.version, effective_from=_ts(tariff.effective_from),
-        kind=_KIND_CODES[tariff.kind], visit_fee_fen=tariff.visit_fee_fen,
+        lot_id=tariff.lot_id,
+        version=tariff.version,
+        effective_from=_ts(tariff.effective_from),
+        kind=_KIND_CODES[tariff.kind],
+        visit_fee_fen=tariff.visit_fee_fen,
         unit_minutes=tariff.unit_minutes if tariff.kind is TariffKind.PER_TIME else 0,
         bands=[pb.TariffBand(start=b.start, unit_fee_fen=b.unit_fee_fen) for b in tariff.bands],
-        free_minutes=tariff.free_minutes, cap_per_24h_fen=tariff.cap_per_24h_fen,
-        max_per_stay_fen=tariff.max_per_stay_fen, created_at=_ts(created_at),
+        free_minutes=tariff.free_minutes,
+        cap_per_24h_fen=tariff.cap_per_24h_fen,
+        max_per_stay_fen=tariff.max_per_stay_fen,
+        created_at=_ts(created_at),
     )
 
 
 def statement_message(row: StatementRow) -> pb.Statement:
     return pb.Statement(
-        statement_id=row.statement_id, lot_id=row.lot_id, seq=row.seq, period=_PERIOD_CODES[row.period],
-        period_from=_ts(row.period_from), period_to=_ts(row.period_to), time_zone=row.time_zone,
-        issued_at=_ts(row.issued_at), line_count=row.line_count, visit_count=row.visit_count,
-        total_fee_fen=row.total_fee_fen, file_size=row.file_size, sha256=row.sha256, signature=row.signature,
-        key_id=row.key_id, status=pb.StatementStatus.Value(f"STATEMENT_STATUS_{row.status}"),
+        statement_id=row.statement_id,
+        lot_id=row.lot_id,
+        seq=row.seq,
+        period=_PERIOD_CODES[row.period],
+        period_from=_ts(row.period_from),
+        period_to=_ts(row.period_to),
+        time_zone=row.time_zone,
+        issued_at=_ts(row.issued_at),
+        line_count=row.line_count,
+        visit_count=row.visit_count,
+        total_fee_fen=row.total_fee_fen,
+        file_size=row.file_size,
+        sha256=row.sha256,
+        signature=row.signature,
+        key_id=row.key_id,
+        status=f"STATEMENT_STATUS_{row.status}",
         fetched_at=_ts(row.fetched_at),
     )
 
 
 def dispute_message(row: DisputeRow) -> pb.Dispute:
     return pb.Dispute(
-        dispute_id=row.dispute_id, lot_id=row.lot_id, statement_id=row.statement_id,
+        dispute_id=row.dispute_id,
+        lot_id=row.lot_id,
+        statement_id=row.statement_id,
         item=pb.ReconciliationItem(
-            stay_id=row.stay_id, result=_RESULT_CODES[row.result], line_no=row.line_no,
-            platform_fee_fen=row.platform_fee_fen, lot_fee_fen=row.lot_fee_fen, note=row.note,
+            stay_id=row.stay_id,
+            result=_RESULT_CODES[row.result],
+            line_no=row.line_no,
+            platform_fee_fen=row.platform_fee_fen,
+            lot_fee_fen=row.lot_fee_fen,
+            note=row.note,
         ),
-        state=_DISPUTE_STATES[row.state], resolution_note=row.resolution_note, opened_at=_ts(row.opened_at),
-        resolved_at=_ts(row.resolved_at), adjusted_in_statement_id=row.adjusted_in_statement_id or "",
+        state=_DISPUTE_STATES[row.state],
+        resolution_note=row.resolution_note,
+        opened_at=_ts(row.opened_at),
+        resolved_at=_ts(row.resolved_at),
+        adjusted_in_statement_id=row.adjusted_in_statement_id or "",
     )
 
 
@@ -167,14 +217,16 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         for batch in request_iterator:
             require_lot(principal, batch.lot_id)
             if not 1 <= len(batch.passages) <= MAX_BATCH:
-                raise InvalidArgument.field("passages", f"a batch holds 1–{MAX_BATCH} passages, not {len(batch.passages)}")
+                raise InvalidArgument.field(
+                    "passages", f"a batch holds 1–{MAX_BATCH} passages, not {len(batch.passages)}"
+                )
             passages = [passage_of(p, batch.lot_id) for p in batch.passages]
             oldest = _us(batch.outbox_oldest_at) if batch.HasField("outbox_oldest_at") else None
             decisions = self.ingest.submit(batch.lot_id, passages, batch.outbox_depth, oldest)
             yield pb.PassageAckBatch(
                 batch_seq=batch.batch_seq,
                 acks=[
-                    pb.PassageAck(passage_id=message.passage_id, result=_ACKS[d.ack.name], reason=d.reason)
+                    pb.PassageAck(passage_id=message.passage_id, result=_ACKS[d.ack], reason=d.reason)
                     for message, d in zip(batch.passages, decisions, strict=True)
                 ],
             )
@@ -231,8 +283,12 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         require_lot(principal_of(context), request.lot_id)
         items = [
             service.ReconciliationItem(
-                stay_id=i.stay_id, result=_RESULT_NAMES.get(i.result, ""), line_no=i.line_no,
-                platform_fee_fen=i.platform_fee_fen, lot_fee_fen=i.lot_fee_fen, note=i.note,
+                stay_id=i.stay_id,
+                result=_RESULT_NAMES.get(i.result, ""),
+                line_no=i.line_no,
+                platform_fee_fen=i.platform_fee_fen,
+                lot_fee_fen=i.lot_fee_fen,
+                note=i.note,
             )
             for i in request.items
         ]
@@ -245,7 +301,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     def ListDisputes(self, request: pb.ListDisputesRequest, context: Any) -> pb.ListDisputesResponse:
         state = _DISPUTE_STATE_NAMES.get(request.state, "")
-        rows, token = service.list_disputes(self.db, request.lot_id, state, request.page.page_size, request.page.page_token)
+        rows, token = service.list_disputes(
+            self.db, request.lot_id, state, request.page.page_size, request.page.page_token
+        )
         return pb.ListDisputesResponse(disputes=[dispute_message(r) for r in rows], next_page_token=token)
 
     def ResolveDispute(self, request: pb.ResolveDisputeRequest, context: Any) -> pb.Dispute:

@@ -10,6 +10,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import structlog
 from sqlalchemy import Connection, Table, select, update
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Table, select, update
 from crosspark.clock import Clock
 from crosspark.db import Database
 from crosspark.errors import Unavailable
-from settlement.domain import EXIT, Decision, HeldEntry, Passage, decide
+from settlement.domain import EXIT, Ack, Decision, HeldEntry, Passage, decide
 from settlement.store import PassageRow, StayRow, from_us, to_us
 
 log = structlog.get_logger("settlement.ingest")
@@ -51,10 +52,8 @@ class PassageIngest:
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        # Rows go to the driver as tuples (no per-row SQLAlchemy processing): the hot path.
-        mark = "%s" if db.dialect == "postgresql" else "?"
-        self._insert_passages = _insert_sql(PassageRow.__table__, PASSAGE_COLUMNS, mark)  # type: ignore[arg-type]
-        self._insert_stays = _insert_sql(StayRow.__table__, STAY_COLUMNS, mark)  # type: ignore[arg-type]
+        self._insert_passages = _MultiRowInsert(PassageRow.__table__, PASSAGE_COLUMNS, db.dialect)  # type: ignore[arg-type]
+        self._insert_stays = _MultiRowInsert(StayRow.__table__, STAY_COLUMNS, db.dialect)  # type: ignore[arg-type]
 
     def submit(
         self, lot_id: str, passages: Sequence[Passage], outbox_depth: int = 0, outbox_oldest_us: int | None = None
@@ -114,66 +113,140 @@ class PassageIngest:
         stay_rows: list[tuple[object, ...]] = []
         lots_with_stays: set[str] = set()
         with self._db.writer.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA cache_size=-65536")  # 64 MiB: random passage ids touch many pages
             held = _held(conn, wanted)
             closed = _closed_stays(conn, [i for i, h in held.items() if h.direction != EXIT])
             for job in jobs:
                 job.decisions = decide(job.passages, job.lot_id, now_us, held, closed)
                 for p, decision in zip(job.passages, job.decisions, strict=True):
-                    if decision.ack.name != "ACCEPTED":
+                    if decision.ack is not Ack.ACCEPTED:
                         continue
-                    passage_rows.append((
-                        p.passage_id, p.lot_id, p.gate_id, p.direction, p.plate, p.color, p.source, p.card_id,
-                        p.stay_id or (p.passage_id if p.direction != EXIT else ""), p.entry_passage_id, p.flags,
-                        p.membership_answer_id, p.occurred_us, p.card_valid_until_us, now_us,
-                    ))
+                    passage_rows.append(
+                        (
+                            p.passage_id,
+                            p.lot_id,
+                            p.gate_id,
+                            p.direction,
+                            p.plate,
+                            p.color,
+                            p.source,
+                            p.card_id,
+                            p.stay_id or (p.passage_id if p.direction != EXIT else ""),
+                            p.entry_passage_id,
+                            p.flags,
+                            p.membership_answer_id,
+                            p.occurred_us,
+                            p.card_valid_until_us,
+                            now_us,
+                        )
+                    )
                     stay = decision.stay
                     if stay is not None:
-                        stay_rows.append((
-                            stay.stay_id, stay.lot_id, stay.card_id, stay.plate, stay.color, stay.entry_us,
-                            stay.exit_us, stay.settle_to_us, stay.entry_passage_id, stay.exit_passage_id, stay.flags,
-                            now_us,
-                        ))
+                        stay_rows.append(
+                            (
+                                stay.stay_id,
+                                stay.lot_id,
+                                stay.card_id,
+                                stay.plate,
+                                stay.color,
+                                stay.entry_us,
+                                stay.exit_us,
+                                stay.settle_to_us,
+                                stay.entry_passage_id,
+                                stay.exit_passage_id,
+                                stay.flags,
+                                now_us,
+                            )
+                        )
                         lots_with_stays.add(stay.lot_id)
-            if passage_rows:
-                conn.exec_driver_sql(self._insert_passages, passage_rows)
-            if stay_rows:
-                conn.exec_driver_sql(self._insert_stays, stay_rows)
+            self._insert_passages(conn, passage_rows)
+            self._insert_stays(conn, stay_rows)
             _record_outboxes(conn, jobs, now_us)
         return lots_with_stays
 
 
 PASSAGE_COLUMNS = (
-    "passage_id", "lot_id", "gate_id", "direction", "plate", "color", "source", "card_id", "stay_id",
-    "entry_passage_id", "flags", "membership_answer_id", "occurred_us", "card_valid_until_us", "received_us",
+    "passage_id",
+    "lot_id",
+    "gate_id",
+    "direction",
+    "plate",
+    "color",
+    "source",
+    "card_id",
+    "stay_id",
+    "entry_passage_id",
+    "flags",
+    "membership_answer_id",
+    "occurred_us",
+    "card_valid_until_us",
+    "received_us",
 )
 STAY_COLUMNS = (
-    "stay_id", "lot_id", "card_id", "plate", "color", "entry_us", "exit_us", "settle_to_us", "entry_passage_id",
-    "exit_passage_id", "flags", "received_us",
+    "stay_id",
+    "lot_id",
+    "card_id",
+    "plate",
+    "color",
+    "entry_us",
+    "exit_us",
+    "settle_to_us",
+    "entry_passage_id",
+    "exit_passage_id",
+    "flags",
+    "received_us",
 )
 
 
-def _insert_sql(table: Table, columns: tuple[str, ...], mark: str) -> str:
-    """``INSERT … ON CONFLICT DO NOTHING`` (SQLite ≥ 3.24 and PostgreSQL): a row another replica
-    committed meanwhile is skipped, not an error."""
-    assert set(columns) <= set(table.columns.keys())
-    return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))}) "
-        "ON CONFLICT DO NOTHING"
-    )
+class _MultiRowInsert:
+    """``INSERT … VALUES (…), (…), … ON CONFLICT DO NOTHING`` of up to ``ROWS`` rows per statement,
+    rows handed to the driver as flat tuples (no per-row SQLAlchemy processing). One statement per
+    chunk, not ``executemany``: the driver then releases the GIL once per chunk rather than once per
+    row, which matters with many streams' threads waiting for it. A row another replica committed
+    meanwhile is skipped, not an error (SQLite ≥ 3.24 and PostgreSQL)."""
+
+    ROWS = 500
+
+    def __init__(self, table: Table, columns: tuple[str, ...], dialect: str) -> None:
+        assert set(columns) <= set(table.columns.keys())
+        mark = "%s" if dialect == "postgresql" else "?"
+        self._head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+        self._row = "(" + ", ".join([mark] * len(columns)) + ")"
+        self._full = self._sql(self.ROWS)
+
+    def _sql(self, rows: int) -> str:
+        return self._head + ", ".join([self._row] * rows) + " ON CONFLICT DO NOTHING"
+
+    def __call__(self, conn: Connection, rows: list[tuple[object, ...]]) -> None:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(rows), self.ROWS):
+                chunk = rows[start : start + self.ROWS]
+                sql = self._full if len(chunk) == self.ROWS else self._sql(len(chunk))
+                cursor.execute(sql, tuple(chain.from_iterable(chunk)))
+        finally:
+            cursor.close()
 
 
 def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry]:
-    p = PassageRow
+    """What the platform holds of these passage ids (raw SQL: the IN list is thousands long)."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
     held: dict[str, HeldEntry] = {}
     ordered = list(ids)
-    for start in range(0, len(ordered), _IN_CHUNK):
-        rows = conn.execute(
-            select(p.passage_id, p.lot_id, p.direction, p.occurred_us, p.card_id, p.plate, p.color).where(
-                p.passage_id.in_(ordered[start : start + _IN_CHUNK])
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            cursor.execute(
+                "SELECT passage_id, lot_id, direction, occurred_us, card_id, plate, color FROM passages "
+                f"WHERE passage_id IN ({', '.join([mark] * len(chunk))})",
+                chunk,
             )
-        )
-        for passage_id, lot_id, direction, occurred_us, card_id, plate, color in rows:
-            held[passage_id] = HeldEntry(lot_id, direction, occurred_us, card_id, plate, color)
+            for passage_id, lot_id, direction, occurred_us, card_id, plate, color in cursor.fetchall():
+                held[passage_id] = HeldEntry(lot_id, direction, occurred_us, card_id, plate, color)
+    finally:
+        cursor.close()
     return held
 
 

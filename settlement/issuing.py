@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import structlog
-from sqlalchemy import Connection, Table, and_, select, update
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -64,21 +66,26 @@ def _lots(db: Database, lot_id: str | None) -> list[LotSchedule]:
     query = query.where(LotRow.enabled) if not lot_id else query.where(LotRow.lot_id == lot_id)
     with db.read_session() as session:
         rows = session.execute(query.order_by(LotRow.lot_id)).all()
-    return [
-        LotSchedule(r[0], r[1], SettlementPeriod.parse(r[2]), timedelta(seconds=r[3]), r[4]) for r in rows
-    ]
+    return [LotSchedule(r[0], r[1], SettlementPeriod.parse(r[2]), timedelta(seconds=r[3]), r[4]) for r in rows]
 
 
-def issue_due(db: Database, key: SigningKey, as_of: datetime, now: datetime, lot_id: str | None = None) -> list[StatementRow]:
+def issue_due(
+    db: Database, key: SigningKey, as_of: datetime, now: datetime, lot_id: str | None = None
+) -> list[StatementRow]:
     """Issue every statement that is due at ``as_of`` (for one lot or all); returns those issued.
     ``now`` is the issuing instant written into the files."""
     lots = _lots(db, lot_id)
     pending = _lots_with_pending_work(db)
+    with db.read_session() as session:
+        schedule = session.execute(select(StatementScheduleRow.lot_id, StatementScheduleRow.issued_through))
+        issued_through = {lot: through for lot, through in schedule}
     issued: list[StatementRow] = []
     for lot in lots:
         if lot.period is SettlementPeriod.PER_EXIT and lot.lot_id not in pending:
             continue
-        if lot.period is not SettlementPeriod.PER_EXIT and not _periodic_due(db, lot, as_of):
+        if lot.period is not SettlementPeriod.PER_EXIT and not _periodic_due(
+            lot, issued_through.get(lot.lot_id), as_of
+        ):
             continue
         issued.extend(issue_for_lot(db, key, lot, as_of, now))
     return issued
@@ -101,16 +108,15 @@ def _first_period(lot: LotSchedule) -> tuple[datetime, datetime]:
     return period_containing(lot.period, lot.registered_at, lot.time_zone)
 
 
-def _periodic_due(db: Database, lot: LotSchedule, as_of: datetime) -> bool:
-    with db.read_session() as session:
-        through = session.scalar(
-            select(StatementScheduleRow.issued_through).where(StatementScheduleRow.lot_id == lot.lot_id)
-        )
-    period = period_after(lot.period, through, lot.time_zone) if through else _first_period(lot)
+def _periodic_due(lot: LotSchedule, issued_through: datetime | None, as_of: datetime) -> bool:
+    """Whether the period after ``issued_through`` (or the lot's first) has closed at ``as_of``."""
+    period = period_after(lot.period, issued_through, lot.time_zone) if issued_through else _first_period(lot)
     return period[1] + lot.close_delay <= as_of
 
 
-def issue_for_lot(db: Database, key: SigningKey, lot: LotSchedule, as_of: datetime, now: datetime) -> list[StatementRow]:
+def issue_for_lot(
+    db: Database, key: SigningKey, lot: LotSchedule, as_of: datetime, now: datetime
+) -> list[StatementRow]:
     """Issue the lot's due statements one transaction each, until none is due or another replica
     holds the lot."""
     _ensure_schedule_row(db, lot.lot_id)
@@ -124,6 +130,8 @@ def issue_for_lot(db: Database, key: SigningKey, lot: LotSchedule, as_of: dateti
         if row is None:
             break
         issued.append(row)
+        if lot.period is not SettlementPeriod.PER_EXIT and not _periodic_due(lot, row.period_to, as_of):
+            break
     return issued
 
 
@@ -183,20 +191,43 @@ def _issue_next(db: Database, key: SigningKey, lot: LotSchedule, as_of: datetime
             state.issued_through = period_to
         seq = state.last_seq + 1
         statement_id = f"stmt_{lot.lot_id}_{seq}"
-        lines = _stay_lines(session, lot, stays, to_us(period_from))
-        lines.extend(_adjustment_lines(adjustments, len(lines) + 1))
-        header = StatementHeader(
-            statement_id=statement_id, lot_id=lot.lot_id, seq=seq, settlement_period=lot.period.value,
-            period_from=period_from, period_to=period_to, time_zone=lot.time_zone, issued_at=now, key_id=key.key_id,
+        rows, visits, total = _stay_rows(session, lot, stays, to_us(period_from))
+        adjustment_lines = _adjustment_lines(adjustments, len(rows) + 1)
+        zone = ZoneInfo(lot.time_zone)
+        rows.extend(statement_file.line_row(line, zone) for line in adjustment_lines)
+        totals = statement_file.StatementTotals(
+            len(rows), visits, total + sum(line.fee_fen for line in adjustment_lines)
         )
-        data = statement_file.render(header, lines)
-        totals = statement_file.StatementTotals.of(lines)
+        header = StatementHeader(
+            statement_id=statement_id,
+            lot_id=lot.lot_id,
+            seq=seq,
+            settlement_period=lot.period.value,
+            period_from=period_from,
+            period_to=period_to,
+            time_zone=lot.time_zone,
+            issued_at=now,
+            key_id=key.key_id,
+        )
+        data = statement_file.render_rows(header, rows, totals)
         row = StatementRow(
-            statement_id=statement_id, lot_id=lot.lot_id, seq=seq, period=lot.period.value, period_key=period_key,
-            period_from=period_from, period_to=period_to, time_zone=lot.time_zone, issued_at=now,
-            line_count=totals.line_count, visit_count=totals.visit_count, total_fee_fen=totals.total_fee_fen,
-            file_size=len(data), sha256=statement_file.sha256_hex(data),
-            signature=statement_file.sign(key.private_key, data), key_id=key.key_id, status="ISSUED",
+            statement_id=statement_id,
+            lot_id=lot.lot_id,
+            seq=seq,
+            period=lot.period.value,
+            period_key=period_key,
+            period_from=period_from,
+            period_to=period_to,
+            time_zone=lot.time_zone,
+            issued_at=now,
+            line_count=totals.line_count,
+            visit_count=totals.visit_count,
+            total_fee_fen=totals.total_fee_fen,
+            file_size=len(data),
+            sha256=statement_file.sha256_hex(data),
+            signature=statement_file.sign(key.private_key, data),
+            key_id=key.key_id,
+            status="ISSUED",
             fetch_count=0,
         )
         session.add(row)
@@ -205,16 +236,27 @@ def _issue_next(db: Database, key: SigningKey, lot: LotSchedule, as_of: datetime
             StatementChunkRow(statement_id=statement_id, chunk_no=i, data=data[start : start + CHUNK_BYTES])
             for i, start in enumerate(range(0, max(len(data), 1), CHUNK_BYTES))
         )
-        ids = stays.stay_id.tolist()
-        for start in range(0, len(ids), _IN_CHUNK):
-            conn.execute(
-                update(StayRow).where(StayRow.stay_id.in_(ids[start : start + _IN_CHUNK])).values(statement_seq=seq)
-            )
+        _mark_stated(conn, stays.stay_id.tolist(), seq)
         for dispute in adjustments:
             dispute.adjusted_in_statement_id = statement_id
         state.last_seq = seq
     log.info("statement.issued", statement_id=statement_id, lines=row.line_count, total_fee_fen=row.total_fee_fen)
     return row
+
+
+def _mark_stated(conn: Connection, stay_ids: list[str], seq: int) -> None:
+    """Stays now carried by statement ``seq`` (raw SQL: a month of a busy lot is many ids)."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(stay_ids), _IN_CHUNK):
+            chunk = stay_ids[start : start + _IN_CHUNK]
+            cursor.execute(
+                f"UPDATE stays SET statement_seq = {mark} WHERE stay_id IN ({', '.join([mark] * len(chunk))})",
+                [seq, *chunk],
+            )
+    finally:
+        cursor.close()
 
 
 @dataclass
@@ -237,20 +279,26 @@ class _Stays:
 
 
 def _unstated(conn: Connection, lot_id: str, before_us: int | None, limit: int | None) -> _Stays:
-    s = StayRow
-    condition = and_(s.lot_id == lot_id, s.statement_seq.is_(None))
-    if before_us is not None:
-        condition = and_(condition, s.exit_us < before_us)
-    query = (
-        select(s.stay_id, s.card_id, s.plate, s.color, s.entry_us, s.exit_us, s.settle_to_us, s.entry_passage_id,
-               s.exit_passage_id)
-        .where(condition)
-        .order_by(s.exit_us, s.stay_id)
+    """The lot's stays no statement carries yet (exit before ``before_us``), by exit."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    sql = (
+        "SELECT stay_id, card_id, plate, color, entry_us, exit_us, settle_to_us, entry_passage_id, exit_passage_id "
+        f"FROM stays WHERE lot_id = {mark} AND statement_seq IS NULL"
     )
+    params: list[object] = [lot_id]
+    if before_us is not None:
+        sql += f" AND exit_us < {mark}"
+        params.append(before_us)
+    sql += " ORDER BY exit_us, stay_id"
     if limit is not None:
-        query = query.limit(limit)
-    rows = conn.execute(query).all()
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in range(9)]
+        sql += f" LIMIT {int(limit)}"
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    columns: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in range(9)]
     return _Stays(
         stay_id=np.array(columns[0], dtype=object),
         card_id=list(columns[1]),
@@ -264,27 +312,41 @@ def _unstated(conn: Connection, lot_id: str, before_us: int | None, limit: int |
     )
 
 
-def _stay_lines(session, lot: LotSchedule, stays: _Stays, period_from_us: int) -> list[StatementLine]:  # type: ignore[no-untyped-def]
+def _stay_rows(session, lot: LotSchedule, stays: _Stays, period_from_us: int) -> tuple[list[tuple], int, int]:  # type: ignore[no-untyped-def, type-arg]
+    """The statement rows of the stays, formatted, with their visit count and total fee."""
     if not stays.size:
-        return []
+        return [], 0, 0
     tariffs = lot_tariffs(session, lot.lot_id, lot.time_zone)
     entry_s = stays.entry_us // 1_000_000
     settle_s = stays.settle_to_us // 1_000_000
     fee, units, visits, version = price_stays_by_version(tariffs, entry_s, settle_s)
-    late = stays.exit_us < period_from_us
-    entry_at = [from_us(int(us)) for us in stays.entry_us]
-    exit_at = [from_us(int(us)) for us in stays.exit_us]
-    duration = (settle_s - entry_s).tolist()
-    fee_l, units_l, visits_l, version_l, late_l = fee.tolist(), units.tolist(), visits.tolist(), version.tolist(), late.tolist()
-    return [
-        StatementLine(
-            line_no=i + 1, kind="STAY", stay_id=stays.stay_id[i], card_id=stays.card_id[i], plate=stays.plate[i],
-            color=stays.color[i], entry_at=entry_at[i], exit_at=exit_at[i], duration_seconds=duration[i],
-            units=units_l[i], visits=visits_l[i], tariff_version=version_l[i], fee_fen=fee_l[i],
-            entry_passage_id=stays.entry_passage_id[i], exit_passage_id=stays.exit_passage_id[i], late=late_l[i],
+    entry_at = statement_file.format_instants(entry_s, lot.time_zone)
+    exit_at = statement_file.format_instants(stays.exit_us // 1_000_000, lot.time_zone)
+    late = np.where(stays.exit_us < period_from_us, "true", "false").tolist()
+    fees = [statement_file.yuan(f) for f in fee.tolist()]
+    rows = list(
+        zip(
+            range(1, stays.size + 1),
+            ["STAY"] * stays.size,
+            stays.stay_id.tolist(),
+            stays.card_id,
+            stays.plate,
+            stays.color,
+            entry_at,
+            exit_at,
+            (settle_s - entry_s).tolist(),
+            units.tolist(),
+            visits.tolist(),
+            version.tolist(),
+            fees,
+            stays.entry_passage_id,
+            stays.exit_passage_id,
+            late,
+            [""] * stays.size,
+            strict=True,
         )
-        for i in range(stays.size)
-    ]
+    )
+    return rows, int(visits.sum()), int(fee.sum())
 
 
 def _adjustment_lines(disputes: list[DisputeRow], first_line_no: int) -> list[StatementLine]:
@@ -293,12 +355,17 @@ def _adjustment_lines(disputes: list[DisputeRow], first_line_no: int) -> list[St
         line = dispute.line or {}
         lines.append(
             StatementLine(
-                line_no=first_line_no + offset, kind="ADJUSTMENT", stay_id=dispute.stay_id,
-                card_id=str(line.get("card_id", "")), plate=str(line.get("plate", "")),
+                line_no=first_line_no + offset,
+                kind="ADJUSTMENT",
+                stay_id=dispute.stay_id,
+                card_id=str(line.get("card_id", "")),
+                plate=str(line.get("plate", "")),
                 color=str(line.get("color", "")),
                 entry_at=datetime.fromisoformat(str(line["entry_at"])) if "entry_at" in line else dispute.opened_at,
                 exit_at=datetime.fromisoformat(str(line["exit_at"])) if "exit_at" in line else dispute.opened_at,
-                duration_seconds=int(line.get("duration_seconds", 0)), units=0, visits=0,
+                duration_seconds=int(line.get("duration_seconds", 0)),
+                units=0,
+                visits=0,
                 tariff_version=int(line.get("tariff_version", 0)),
                 fee_fen=dispute.lot_fee_fen - dispute.platform_fee_fen,
                 entry_passage_id=str(line.get("entry_passage_id", "")),
@@ -307,4 +374,3 @@ def _adjustment_lines(disputes: list[DisputeRow], first_line_no: int) -> list[St
             )
         )
     return lines
-

@@ -80,10 +80,17 @@ def put_tariff(db: Database, clock: Clock, tariff: Tariff) -> tuple[Tariff, date
         now = clock.now()
         session.add(
             TariffRow(
-                lot_id=stored.lot_id, version=stored.version, effective_from=tariff.effective_from, kind=stored.kind.value,
-                visit_fee_fen=stored.visit_fee_fen, unit_minutes=stored.unit_minutes,
-                bands=[[b.start, b.unit_fee_fen] for b in stored.bands], free_minutes=stored.free_minutes,
-                cap_per_24h_fen=stored.cap_per_24h_fen, max_per_stay_fen=stored.max_per_stay_fen, created_at=now,
+                lot_id=stored.lot_id,
+                version=stored.version,
+                effective_from=tariff.effective_from,
+                kind=stored.kind.value,
+                visit_fee_fen=stored.visit_fee_fen,
+                unit_minutes=stored.unit_minutes,
+                bands=[[b.start, b.unit_fee_fen] for b in stored.bands],
+                free_minutes=stored.free_minutes,
+                cap_per_24h_fen=stored.cap_per_24h_fen,
+                max_per_stay_fen=stored.max_per_stay_fen,
+                created_at=now,
             )
         )
     return stored, now
@@ -134,7 +141,9 @@ class SigningKeys:
 
     def _load(self) -> SigningKey | None:
         with self._db.read_session() as session:
-            row = session.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at, SigningKeyRow.key_id)).first()
+            row = session.scalars(
+                select(SigningKeyRow).order_by(SigningKeyRow.created_at, SigningKeyRow.key_id)
+            ).first()
             return SigningKey(row.key_id, row.private_key, row.public_key) if row else None
 
     def _create(self) -> SigningKey:
@@ -143,7 +152,9 @@ class SigningKeys:
         with self._db.session() as session:
             session.add(
                 SigningKeyRow(
-                    key_id=statement_file.key_id(public), public_key=public, private_key=private,
+                    key_id=statement_file.key_id(public),
+                    public_key=public,
+                    private_key=private,
                     created_at=self._clock.now(),
                 )
             )
@@ -284,7 +295,12 @@ RESULTS = ("MATCHED", "FEE_MISMATCH", "MISSING_IN_STATEMENT", "UNKNOWN_TO_LOT")
 
 
 def submit_reconciliation(
-    db: Database, clock: Clock, lot_id: str, statement_id: str, sha256: str, items: list[ReconciliationItem],
+    db: Database,
+    clock: Clock,
+    lot_id: str,
+    statement_id: str,
+    sha256: str,
+    items: list[ReconciliationItem],
     matched_count: int,
 ) -> tuple[StatementRow, list[DisputeRow]]:
     """Record the lot's check of a statement and open a dispute for every line it disagrees with.
@@ -320,7 +336,9 @@ def submit_reconciliation(
             continue
         line = by_line.get(item.line_no)
         if line is None or line.stay_id != item.stay_id:
-            raise InvalidArgument.field(f"{where}.line_no", f"line {item.line_no} of the statement is not stay {item.stay_id!r}")
+            raise InvalidArgument.field(
+                f"{where}.line_no", f"line {item.line_no} of the statement is not stay {item.stay_id!r}"
+            )
         if item.platform_fee_fen != line.fee_fen:
             raise InvalidArgument.field(
                 f"{where}.platform_fee_fen", f"the statement's fee on line {line.line_no} is {line.fee_fen} fen"
@@ -335,9 +353,18 @@ def submit_reconciliation(
             raise AlreadyExists(f"statement {statement_id!r} was reconciled meanwhile")
         disputes = [
             DisputeRow(
-                dispute_id=f"dsp_{uuid.uuid4().hex[:20]}", lot_id=lot_id, statement_id=statement_id,
-                stay_id=item.stay_id, result=item.result, line_no=item.line_no, platform_fee_fen=item.platform_fee_fen,
-                lot_fee_fen=item.lot_fee_fen, note=item.note, state="OPEN", resolution_note="", opened_at=now,
+                dispute_id=f"dsp_{uuid.uuid4().hex[:20]}",
+                lot_id=lot_id,
+                statement_id=statement_id,
+                stay_id=item.stay_id,
+                result=item.result,
+                line_no=item.line_no,
+                platform_fee_fen=item.platform_fee_fen,
+                lot_fee_fen=item.lot_fee_fen,
+                note=item.note,
+                state="OPEN",
+                resolution_note="",
+                opened_at=now,
                 line=line,
             )
             for item, line in disputed
@@ -351,10 +378,16 @@ def submit_reconciliation(
 
 def _line_snapshot(line: statement_file.StatementLine) -> dict[str, str | int | bool]:
     return {
-        "stay_id": line.stay_id, "card_id": line.card_id, "plate": line.plate, "color": line.color,
-        "entry_at": line.entry_at.isoformat(), "exit_at": line.exit_at.isoformat(),
-        "duration_seconds": line.duration_seconds, "tariff_version": line.tariff_version,
-        "entry_passage_id": line.entry_passage_id, "exit_passage_id": line.exit_passage_id,
+        "stay_id": line.stay_id,
+        "card_id": line.card_id,
+        "plate": line.plate,
+        "color": line.color,
+        "entry_at": line.entry_at.isoformat(),
+        "exit_at": line.exit_at.isoformat(),
+        "duration_seconds": line.duration_seconds,
+        "tariff_version": line.tariff_version,
+        "entry_passage_id": line.entry_passage_id,
+        "exit_passage_id": line.exit_passage_id,
     }
 
 
@@ -367,10 +400,16 @@ def _missing_line(db: Database, lot_id: str, stay_id: str) -> dict[str, str | in
     if stay is None or stay.lot_id != lot_id:
         return None
     return {
-        "stay_id": stay.stay_id, "card_id": stay.card_id, "plate": stay.plate, "color": stay.color,
-        "entry_at": from_us(stay.entry_us).isoformat(), "exit_at": from_us(stay.exit_us).isoformat(),
-        "duration_seconds": (stay.settle_to_us - stay.entry_us) // 1_000_000, "tariff_version": 0,
-        "entry_passage_id": stay.entry_passage_id, "exit_passage_id": stay.exit_passage_id,
+        "stay_id": stay.stay_id,
+        "card_id": stay.card_id,
+        "plate": stay.plate,
+        "color": stay.color,
+        "entry_at": from_us(stay.entry_us).isoformat(),
+        "exit_at": from_us(stay.exit_us).isoformat(),
+        "duration_seconds": (stay.settle_to_us - stay.entry_us) // 1_000_000,
+        "tariff_version": 0,
+        "entry_passage_id": stay.entry_passage_id,
+        "exit_passage_id": stay.exit_passage_id,
     }
 
 
@@ -406,9 +445,9 @@ def resolve_dispute(db: Database, clock: Clock, dispute_id: str, accept_lot: boo
         row.resolved_at = now
         session.flush()
         still_open = session.scalar(
-            select(func.count()).select_from(DisputeRow).where(
-                DisputeRow.statement_id == row.statement_id, DisputeRow.state == "OPEN"
-            )
+            select(func.count())
+            .select_from(DisputeRow)
+            .where(DisputeRow.statement_id == row.statement_id, DisputeRow.state == "OPEN")
         )
         if not still_open:
             session.execute(

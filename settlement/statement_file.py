@@ -30,14 +30,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 BOM = "\ufeff"
 TITLE = "crosspark statement 对账文件"
 COLUMNS = (
-    "line_no", "kind", "stay_id", "card_id", "plate", "color", "entry_at", "exit_at", "duration_seconds",
-    "units", "visits", "tariff_version", "fee_yuan", "entry_passage_id", "exit_passage_id", "late", "adjusts",
+    "line_no",
+    "kind",
+    "stay_id",
+    "card_id",
+    "plate",
+    "color",
+    "entry_at",
+    "exit_at",
+    "duration_seconds",
+    "units",
+    "visits",
+    "tariff_version",
+    "fee_yuan",
+    "entry_passage_id",
+    "exit_passage_id",
+    "late",
+    "adjusts",
 )
 LINE_KINDS = ("STAY", "ADJUSTMENT")
 
@@ -124,8 +140,38 @@ def fen_of(text: str) -> int:
 # ---------------------------------------------------------------------------------------- writing
 
 
-def render(header: StatementHeader, lines: Iterable[StatementLine]) -> bytes:
+def render(header: StatementHeader, lines: Sequence[StatementLine]) -> bytes:
     """The file's bytes."""
+    zone = ZoneInfo(header.time_zone)
+    return render_rows(header, (line_row(line, zone) for line in lines), StatementTotals.of(lines))
+
+
+def line_row(line: StatementLine, zone: ZoneInfo) -> tuple[object, ...]:
+    """A line as its formatted detail row."""
+    return (
+        line.line_no,
+        line.kind,
+        line.stay_id,
+        line.card_id,
+        line.plate,
+        line.color,
+        line.entry_at.astimezone(zone).isoformat(timespec="seconds"),
+        line.exit_at.astimezone(zone).isoformat(timespec="seconds"),
+        line.duration_seconds,
+        line.units,
+        line.visits,
+        line.tariff_version,
+        yuan(line.fee_fen),
+        line.entry_passage_id,
+        line.exit_passage_id,
+        "true" if line.late else "false",
+        line.adjusts,
+    )
+
+
+def render_rows(header: StatementHeader, rows: Iterable[Sequence[object]], totals: StatementTotals) -> bytes:
+    """The file's bytes from detail rows already formatted in ``COLUMNS`` order (the issuing fast
+    path; ``format_instants`` and ``yuan`` give the formats ``render`` uses)."""
     zone = ZoneInfo(header.time_zone)
 
     def local(instant: datetime) -> str:
@@ -133,6 +179,7 @@ def render(header: StatementHeader, lines: Iterable[StatementLine]) -> bytes:
 
     out = io.StringIO()
     out.write(BOM)
+    out.write(f"# {TITLE}\r\n")
     for key, value in (
         ("lot", header.lot_id),
         ("statement_id", header.statement_id),
@@ -142,26 +189,42 @@ def render(header: StatementHeader, lines: Iterable[StatementLine]) -> bytes:
         ("issued_at", local(header.issued_at)),
         ("key_id", header.key_id),
     ):
-        if key == "lot":
-            out.write(f"# {TITLE}\r\n")
         out.write(f"# {key}: {value}\r\n")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    count = visits = total = 0
-    rows = []
-    for line in lines:
-        rows.append((
-            line.line_no, line.kind, line.stay_id, line.card_id, line.plate, line.color, local(line.entry_at),
-            local(line.exit_at), line.duration_seconds, line.units, line.visits, line.tariff_version,
-            yuan(line.fee_fen), line.entry_passage_id, line.exit_passage_id, "true" if line.late else "false",
-            line.adjusts,
-        ))
-        count += 1
-        visits += line.visits
-        total += line.fee_fen
     writer.writerows(rows)
-    out.write(f"# line_count: {count}\r\n# visit_count: {visits}\r\n# total_fee_yuan: {yuan(total)}\r\n")
+    out.write(
+        f"# line_count: {totals.line_count}\r\n# visit_count: {totals.visit_count}\r\n"
+        f"# total_fee_yuan: {yuan(totals.total_fee_fen)}\r\n"
+    )
     return out.getvalue().encode("utf-8")
+
+
+def format_instants(epoch_seconds: np.ndarray, time_zone: str) -> list[str]:
+    """ISO 8601 texts of many instants in a zone, exactly as ``datetime.isoformat(timespec="seconds")``
+    writes them after ``astimezone`` (vectorised: statements hold a million of them)."""
+    from settlement.tariff import offset_changes
+
+    seconds = np.asarray(epoch_seconds, dtype=np.int64)
+    if seconds.size == 0:
+        return []
+    changes, offsets = offset_changes(time_zone, int(seconds.min()) // 86_400, int(seconds.max()) // 86_400)
+    offset = (
+        offsets[np.searchsorted(changes, seconds, side="right")] if changes.size else np.full_like(seconds, offsets[0])
+    )
+    texts = np.datetime_as_string((seconds + offset).astype("datetime64[s]"), unit="s").tolist()
+    suffixes = {int(o): _offset_text(int(o)) for o in np.unique(offset)}
+    if len(suffixes) == 1:
+        suffix = next(iter(suffixes.values()))
+        return [t + suffix for t in texts]
+    return [t + suffixes[o] for t, o in zip(texts, offset.tolist(), strict=True)]
+
+
+def _offset_text(seconds: int) -> str:
+    sign = "-" if seconds < 0 else "+"
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}" + (f":{secs:02d}" if secs else "")
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -231,12 +294,23 @@ def _line(row: list[str], number: int) -> StatementLine:
         raise StatementFileError(f"row {number}: unknown kind {f['kind']!r}")
     try:
         return StatementLine(
-            line_no=int(f["line_no"]), kind=f["kind"], stay_id=f["stay_id"], card_id=f["card_id"], plate=f["plate"],
-            color=f["color"], entry_at=_instant(f["entry_at"], f"row {number} entry_at"),
-            exit_at=_instant(f["exit_at"], f"row {number} exit_at"), duration_seconds=int(f["duration_seconds"]),
-            units=int(f["units"]), visits=int(f["visits"]), tariff_version=int(f["tariff_version"]),
-            fee_fen=fen_of(f["fee_yuan"]), entry_passage_id=f["entry_passage_id"],
-            exit_passage_id=f["exit_passage_id"], late=f["late"] == "true", adjusts=f["adjusts"],
+            line_no=int(f["line_no"]),
+            kind=f["kind"],
+            stay_id=f["stay_id"],
+            card_id=f["card_id"],
+            plate=f["plate"],
+            color=f["color"],
+            entry_at=_instant(f["entry_at"], f"row {number} entry_at"),
+            exit_at=_instant(f["exit_at"], f"row {number} exit_at"),
+            duration_seconds=int(f["duration_seconds"]),
+            units=int(f["units"]),
+            visits=int(f["visits"]),
+            tariff_version=int(f["tariff_version"]),
+            fee_fen=fen_of(f["fee_yuan"]),
+            entry_passage_id=f["entry_passage_id"],
+            exit_passage_id=f["exit_passage_id"],
+            late=f["late"] == "true",
+            adjusts=f["adjusts"],
         )
     except ValueError as exc:
         raise StatementFileError(f"row {number}: {exc}") from None

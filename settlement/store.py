@@ -69,8 +69,11 @@ class StayRow(PlatformBase):
     __tablename__ = "stays"
     __table_args__ = (
         Index(
-            "ix_stays_unstated", "lot_id", "exit_us",
-            sqlite_where=text("statement_seq IS NULL"), postgresql_where=text("statement_seq IS NULL"),
+            "ix_stays_unstated",
+            "lot_id",
+            "exit_us",
+            sqlite_where=text("statement_seq IS NULL"),
+            postgresql_where=text("statement_seq IS NULL"),
         ),
     )
 

@@ -307,7 +307,7 @@ def _units_fee(tariff: Tariff, entry: I64, k_from: I64, k_to: I64) -> I64:
     cycles = _cycles(tariff.unit_minutes, tariff._fee_by_minute)
     unit_seconds = tariff.unit_minutes * 60
     last_start = entry + np.maximum(k_to - 1, k_from) * unit_seconds
-    changes, offsets = _offset_changes(
+    changes, offsets = offset_changes(
         tariff.time_zone, int(entry.min()) // SECONDS_PER_DAY, int(last_start.max()) // SECONDS_PER_DAY
     )
     if changes.size == 0:
@@ -336,9 +336,10 @@ _PROBE_SECONDS = 6 * 3600  # offset changes are never closer together than this
 
 
 @lru_cache(maxsize=512)
-def _offset_changes(time_zone: str, first_day: int, last_day: int) -> tuple[I64, I64]:
-    """The instants (epoch seconds) in and around days ``first_day..last_day`` at which the zone's UTC
-    offset changes, and the offsets (seconds) before, between and after them."""
+def offset_changes(time_zone: str, first_day: int, last_day: int) -> tuple[I64, I64]:
+    """The instants (epoch seconds) in and around days ``first_day..last_day`` (counted from
+    1970-01-01) at which the zone's UTC offset changes, and the offsets (seconds) before, between
+    and after them."""
     zone = ZoneInfo(time_zone)
 
     def offset(t: int) -> int:

@@ -16,17 +16,24 @@ from tests.support import channel_to, insert_lot
 pb = settlement_pb2
 
 
-def add_lot(platform: Platform, lot_id: str, *, period: str = "DAILY", registered_at: datetime,
-            time_zone: str = "Asia/Shanghai", close_delay_seconds: int = 3600) -> str:
+def add_lot(
+    platform: Platform,
+    lot_id: str,
+    *,
+    period: str = "DAILY",
+    registered_at: datetime,
+    time_zone: str = "Asia/Shanghai",
+    close_delay_seconds: int = 3600,
+) -> str:
     """A registered lot with its settlement period; returns its token."""
     from card_service.store import LotRow
 
     token = insert_lot(platform, lot_id, time_zone=time_zone)
     with platform.ctx.db.session() as session:
         session.execute(
-            update(LotRow).where(LotRow.lot_id == lot_id).values(
-                period=period, registered_at=registered_at, close_delay_seconds=close_delay_seconds
-            )
+            update(LotRow)
+            .where(LotRow.lot_id == lot_id)
+            .values(period=period, registered_at=registered_at, close_delay_seconds=close_delay_seconds)
         )
     return token
 
@@ -45,15 +52,30 @@ def vehicle(plate: str = "粤B12345") -> common_pb2.VehicleIdentity:
 
 def entry(lot_id: str, at: datetime, card_id: str = "card_1", plate: str = "粤B12345") -> pb.Passage:
     pid = str(uuid.uuid4())
-    return pb.Passage(passage_id=pid, lot_id=lot_id, gate_id="g1", direction=pb.DIRECTION_ENTRY, vehicle=vehicle(plate),
-                      occurred_at=ts(at), card_id=card_id, stay_id=pid)
+    return pb.Passage(
+        passage_id=pid,
+        lot_id=lot_id,
+        gate_id="g1",
+        direction=pb.DIRECTION_ENTRY,
+        vehicle=vehicle(plate),
+        occurred_at=ts(at),
+        card_id=card_id,
+        stay_id=pid,
+    )
 
 
 def exit_of(entry_passage: pb.Passage, at: datetime, **extra: object) -> pb.Passage:
     return pb.Passage(
-        passage_id=str(uuid.uuid4()), lot_id=entry_passage.lot_id, gate_id="g2", direction=pb.DIRECTION_EXIT,
-        vehicle=entry_passage.vehicle, occurred_at=ts(at), card_id=entry_passage.card_id,
-        stay_id=entry_passage.passage_id, entry_passage_id=entry_passage.passage_id, **extra,  # type: ignore[arg-type]
+        passage_id=str(uuid.uuid4()),
+        lot_id=entry_passage.lot_id,
+        gate_id="g2",
+        direction=pb.DIRECTION_EXIT,
+        vehicle=entry_passage.vehicle,
+        occurred_at=ts(at),
+        card_id=entry_passage.card_id,
+        stay_id=entry_passage.passage_id,
+        entry_passage_id=entry_passage.passage_id,
+        **extra,  # type: ignore[arg-type]
     )
 
 

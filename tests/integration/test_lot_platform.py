@@ -109,14 +109,14 @@ def test_tampered_statement_is_refused_and_reported(tmp_path: Path) -> None:
             data = session.execute(sa.text("SELECT data FROM statement_chunks WHERE statement_id = :s"),
                                    {"s": statement.statement_id}).scalar()
             session.execute(sa.text("UPDATE statement_chunks SET data = :d WHERE statement_id = :s"),
-                            {"d": data.replace(b"3.00", b"9.00", 1), "s": statement.statement_id})
+                            {"d": data.replace(b",STAY,", b",STAX,", 1), "s": statement.statement_id})
         with node_for(tmp_path, platform, credentials, clock) as node:
             assert node.statements is not None
             assert wait_until(lambda: node.statements.handled_count >= 1, 20)
             report = next((tmp_path / "lot" / "statements").glob(f"{statement.statement_id}.report.html")).read_text()
         listed = {s.statement_id: s for s in settlement.ListStatements(
             settlement_pb2.ListStatementsRequest(lot_id=LOT)).statements}
-    assert "REFUSED" in report and "SHA-256" in report
+    assert 'class="REFUSED">REFUSED' in report and "SHA-256" in report
     assert listed[statement.statement_id].status != settlement_pb2.STATEMENT_STATUS_RECONCILED
 
 

@@ -39,8 +39,21 @@ def run(platform: Platform, *args: str, token: str = ADMIN_TOKEN) -> list[dict[s
 @pytest.fixture
 def issued(platform: Platform) -> tuple[str, str]:
     token = add_lot(platform, "lot-a", registered_at=DAY)
-    run(platform, "tariff", "put", "--lot-id", "lot-a", "--effective-from", "2026-11-01T00:00:00+08:00",
-        "--kind", "per_time", "--band", "08:00=1500", "--band", "20:00=1000")
+    run(
+        platform,
+        "tariff",
+        "put",
+        "--lot-id",
+        "lot-a",
+        "--effective-from",
+        "2026-11-01T00:00:00+08:00",
+        "--kind",
+        "per_time",
+        "--band",
+        "08:00=1500",
+        "--band",
+        "20:00=1000",
+    )
     e = entry("lot-a", DAY.replace(hour=9))
     report(platform, token, "lot-a", [e, exit_of(e, DAY.replace(hour=10))])
     [statement] = run(platform, "statement", "issue")
@@ -49,7 +62,11 @@ def issued(platform: Platform) -> tuple[str, str]:
 
 def test_tariff_put_then_show_returns_the_version(platform: Platform, issued: tuple[str, str]) -> None:
     [shown] = run(platform, "tariff", "show", "--lot-id", "lot-a")
-    assert (shown["version"], shown["kind"], shown["bands"][0]) == (1, "per_time", {"start": "08:00", "unit_fee_fen": 1500})  # type: ignore[index]
+    assert (shown["version"], shown["kind"], shown["bands"][0]) == (
+        1,
+        "per_time",
+        {"start": "08:00", "unit_fee_fen": 1500},
+    )  # type: ignore[index]
 
 
 def test_statement_list_shows_issued_statement(platform: Platform, issued: tuple[str, str]) -> None:
@@ -63,7 +80,7 @@ def test_fetch_then_offline_verify_succeeds(platform: Platform, issued: tuple[st
     key = json.loads((tmp_path / "s.csv.sig.json").read_text())["public_key"]
     result = CliRunner().invoke(cli, ["statement", "verify", str(out), "--public-key", key, "--json"])
     assert fetched["verified"] is True
-    assert [json.loads(x) for x in result.output.splitlines() if '"ok"' in x][0]["ok"] is True
+    assert next(json.loads(x) for x in result.output.splitlines() if '"ok"' in x)["ok"] is True
 
 
 def test_verify_fails_on_tampered_file(platform: Platform, issued: tuple[str, str], tmp_path: Path) -> None:
@@ -73,7 +90,7 @@ def test_verify_fails_on_tampered_file(platform: Platform, issued: tuple[str, st
     out.write_bytes(out.read_bytes().replace(b"15.00", b"05.00"))
     result = CliRunner().invoke(cli, ["statement", "verify", str(out), "--public-key", key, "--json"])
     assert result.exit_code == 1
-    assert [json.loads(x) for x in result.output.splitlines() if '"ok"' in x][0]["ok"] is False
+    assert next(json.loads(x) for x in result.output.splitlines() if '"ok"' in x)["ok"] is False
 
 
 def test_verify_fetches_key_from_platform(platform: Platform, issued: tuple[str, str], tmp_path: Path) -> None:
@@ -88,15 +105,17 @@ def test_dispute_list_and_resolve(platform: Platform, issued: tuple[str, str]) -
     from tests.integration.settlement_support import stub
 
     statement = stub(platform, issued[0]).ListStatements(pb.ListStatementsRequest(lot_id="lot-a")).statements[0]
-    line = pb.ReconciliationItem(stay_id="", result=pb.LINE_RESULT_FEE_MISMATCH, line_no=1, platform_fee_fen=1500,
-                                 lot_fee_fen=1000)
+    line = pb.ReconciliationItem(
+        stay_id="", result=pb.LINE_RESULT_FEE_MISMATCH, line_no=1, platform_fee_fen=1500, lot_fee_fen=1000
+    )
     from settlement import statement_file
     from tests.integration.test_settlement_statements import fetch
 
     _, data = fetch(platform, issued[0], statement.statement_id)
     line.stay_id = statement_file.parse(data).lines[0].stay_id
-    stub(platform, issued[0]).SubmitReconciliation(pb.Reconciliation(
-        lot_id="lot-a", statement_id=statement.statement_id, sha256=statement.sha256, items=[line]))
+    stub(platform, issued[0]).SubmitReconciliation(
+        pb.Reconciliation(lot_id="lot-a", statement_id=statement.statement_id, sha256=statement.sha256, items=[line])
+    )
     [open_dispute] = run(platform, "dispute", "list", "--state", "open")
     [resolved] = run(platform, "dispute", "resolve", str(open_dispute["dispute_id"]), "--accept-lot", "--note", "ok")
     assert resolved["state"] == "accepted"

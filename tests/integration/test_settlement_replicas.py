@@ -29,11 +29,23 @@ def seed(url: str) -> None:
     upgrade(db, "platform")
     with db.session() as session:
         for n in range(LOTS):
-            session.add(LotRow(
-                lot_id=f"lot-{n}", name="l", vendor="t", time_zone="UTC", mode="CACHED", period="DAILY",
-                close_delay_seconds=0, membership_deadline_ms=300, enabled=True, token_hash=secrets.token_hex(32),
-                card_hash_key=b"k" * 32, registered_at=START, updated_at=START,
-            ))
+            session.add(
+                LotRow(
+                    lot_id=f"lot-{n}",
+                    name="l",
+                    vendor="t",
+                    time_zone="UTC",
+                    mode="CACHED",
+                    period="DAILY",
+                    close_delay_seconds=0,
+                    membership_deadline_ms=300,
+                    enabled=True,
+                    token_hash=secrets.token_hex(32),
+                    card_hash_key=b"k" * 32,
+                    registered_at=START,
+                    updated_at=START,
+                )
+            )
     stop = threading.Event()
     ingest = PassageIngest(db, ManualClock(START + timedelta(days=DAYS)), stop)
     for n in range(LOTS):
@@ -42,8 +54,20 @@ def seed(url: str) -> None:
             at = to_us(START + timedelta(hours=6 * i))
             pid = str(uuid.uuid4())
             passages.append(Passage(pid, f"lot-{n}", "g", ENTRY, "粤B12345", "blue", "camera", at, card_id="c"))
-            passages.append(Passage(str(uuid.uuid4()), f"lot-{n}", "g", EXIT, "粤B12345", "blue", "camera",
-                                    at + 3600 * 10**6, card_id="c", entry_passage_id=pid))
+            passages.append(
+                Passage(
+                    str(uuid.uuid4()),
+                    f"lot-{n}",
+                    "g",
+                    EXIT,
+                    "粤B12345",
+                    "blue",
+                    "camera",
+                    at + 3600 * 10**6,
+                    card_id="c",
+                    entry_passage_id=pid,
+                )
+            )
         ingest.submit(f"lot-{n}", passages)
     stop.set()
     db.dispose()

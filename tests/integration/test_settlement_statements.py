@@ -31,10 +31,20 @@ def platform(tmp_path: Path, db_url: str) -> Iterator[Platform]:
 @pytest.fixture
 def lot_a(platform: Platform) -> str:
     token = add_lot(platform, "lot-a", registered_at=DAY)
-    stub(platform).PutTariff(pb.PutTariffRequest(tariff=pb.Tariff(
-        lot_id="lot-a", effective_from=ts(DAY - timedelta(days=1)), kind=pb.TARIFF_KIND_PER_TIME, unit_minutes=60,
-        bands=[pb.TariffBand(start="08:00", unit_fee_fen=1500), pb.TariffBand(start="20:00", unit_fee_fen=1000)],
-    )))
+    stub(platform).PutTariff(
+        pb.PutTariffRequest(
+            tariff=pb.Tariff(
+                lot_id="lot-a",
+                effective_from=ts(DAY - timedelta(days=1)),
+                kind=pb.TARIFF_KIND_PER_TIME,
+                unit_minutes=60,
+                bands=[
+                    pb.TariffBand(start="08:00", unit_fee_fen=1500),
+                    pb.TariffBand(start="20:00", unit_fee_fen=1000),
+                ],
+            )
+        )
+    )
     return token
 
 
@@ -90,7 +100,9 @@ def test_fetch_is_recorded(platform: Platform, lot_a: str) -> None:
     assert listed.status == pb.STATEMENT_STATUS_FETCHED and listed.HasField("fetched_at")
 
 
-def test_large_file_is_streamed_in_stored_chunks(platform: Platform, lot_a: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_file_is_streamed_in_stored_chunks(
+    platform: Platform, lot_a: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from settlement import issuing
 
     monkeypatch.setattr(issuing, "CHUNK_BYTES", 20_000)
@@ -152,10 +164,18 @@ def test_per_exit_lot_gets_a_statement_per_exit(platform: Platform) -> None:
     assert [(s.line_count, s.period_from == s.period_to) for s in statements] == [(1, True), (1, True)]
 
 
-def reconcile(platform: Platform, token: str, statement: pb.Statement, data: bytes, lot_fee: int) -> pb.ReconciliationReceipt:
+def reconcile(
+    platform: Platform, token: str, statement: pb.Statement, data: bytes, lot_fee: int
+) -> pb.ReconciliationReceipt:
     line = statement_file.parse(data).lines[0]
-    item = pb.ReconciliationItem(stay_id=line.stay_id, result=pb.LINE_RESULT_FEE_MISMATCH, line_no=line.line_no,
-                                 platform_fee_fen=line.fee_fen, lot_fee_fen=lot_fee, note="our meter says 10 yuan")
+    item = pb.ReconciliationItem(
+        stay_id=line.stay_id,
+        result=pb.LINE_RESULT_FEE_MISMATCH,
+        line_no=line.line_no,
+        platform_fee_fen=line.fee_fen,
+        lot_fee_fen=lot_fee,
+        note="our meter says 10 yuan",
+    )
     return stub(platform, token).SubmitReconciliation(
         pb.Reconciliation(lot_id="lot-a", statement_id=statement.statement_id, sha256=statement.sha256, items=[item])
     )
@@ -193,8 +213,11 @@ def test_accepted_dispute_becomes_adjustment_in_next_statement(platform: Platfor
     [issued] = issue(platform)
     meta, data = fetch(platform, lot_a, issued.statement_id)
     dispute = reconcile(platform, lot_a, meta, data, 1000).disputes[0]
-    resolved = stub(platform).ResolveDispute(pb.ResolveDisputeRequest(
-        dispute_id=dispute.dispute_id, decision=pb.DISPUTE_DECISION_ACCEPT_LOT, note="lot is right"))
+    resolved = stub(platform).ResolveDispute(
+        pb.ResolveDisputeRequest(
+            dispute_id=dispute.dispute_id, decision=pb.DISPUTE_DECISION_ACCEPT_LOT, note="lot is right"
+        )
+    )
     assert resolved.state == pb.DISPUTE_STATE_ACCEPTED
     [second] = issue(platform, as_of=NOW + timedelta(days=1))
     _, data2 = fetch(platform, lot_a, second.statement_id)
@@ -207,8 +230,9 @@ def test_resolving_last_dispute_marks_statement_resolved(platform: Platform, lot
     [issued] = issue(platform)
     meta, data = fetch(platform, lot_a, issued.statement_id)
     dispute = reconcile(platform, lot_a, meta, data, 1000).disputes[0]
-    stub(platform).ResolveDispute(pb.ResolveDisputeRequest(
-        dispute_id=dispute.dispute_id, decision=pb.DISPUTE_DECISION_KEEP_PLATFORM))
+    stub(platform).ResolveDispute(
+        pb.ResolveDisputeRequest(dispute_id=dispute.dispute_id, decision=pb.DISPUTE_DECISION_KEEP_PLATFORM)
+    )
     [listed] = stub(platform).ListStatements(pb.ListStatementsRequest(lot_id="lot-a")).statements
     assert listed.status == pb.STATEMENT_STATUS_RESOLVED
 
@@ -231,9 +255,17 @@ def test_invalid_tariff_is_refused_with_field_violation(platform: Platform, lot_
     from crosspark.rpc import bad_request_violations
 
     with pytest.raises(grpc.RpcError) as caught:
-        stub(platform).PutTariff(pb.PutTariffRequest(tariff=pb.Tariff(
-            lot_id="lot-a", effective_from=ts(DAY), kind=pb.TARIFF_KIND_PER_TIME, unit_minutes=2000,
-            bands=[pb.TariffBand(start="08:00", unit_fee_fen=1)])))
+        stub(platform).PutTariff(
+            pb.PutTariffRequest(
+                tariff=pb.Tariff(
+                    lot_id="lot-a",
+                    effective_from=ts(DAY),
+                    kind=pb.TARIFF_KIND_PER_TIME,
+                    unit_minutes=2000,
+                    bands=[pb.TariffBand(start="08:00", unit_fee_fen=1)],
+                )
+            )
+        )
     assert bad_request_violations(caught.value)[0][0] == "tariff.unit_minutes"
 
 

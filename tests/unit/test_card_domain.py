@@ -32,7 +32,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
 
 
-def standing(card_id: str, start: datetime, end: datetime, *, state: CardState = CardState.ACTIVE, here: bool = True) -> CardStanding:
+def standing(
+    card_id: str, start: datetime, end: datetime, *, state: CardState = CardState.ACTIVE, here: bool = True
+) -> CardStanding:
     return CardStanding(card_id, state, start, end, here)
 
 
@@ -123,8 +125,15 @@ def test_the_same_plate_in_two_colours_hashes_differently() -> None:
 
 def _application(**changes: object) -> dict[str, object]:
     fields: dict[str, object] = {
-        "request_id": "r1", "plate": "粤B 12345", "color": PlateColor.BLUE, "holder_name": "张三",
-        "holder_phone": "138-0000-0000", "start_date": "2026-11-24", "months": 1, "scope": [], "today": date(2026, 11, 24),
+        "request_id": "r1",
+        "plate": "粤B 12345",
+        "color": PlateColor.BLUE,
+        "holder_name": "张三",
+        "holder_phone": "138-0000-0000",
+        "start_date": "2026-11-24",
+        "months": 1,
+        "scope": [],
+        "today": date(2026, 11, 24),
     }
     fields.update(changes)
     return fields
@@ -141,11 +150,27 @@ def test_application_without_start_date_starts_today() -> None:
 
 def test_application_lists_every_broken_field() -> None:
     with pytest.raises(InvalidArgument) as caught:
-        check_application(**_application(request_id="", plate="粤B1234", color=None, holder_name=" ",  # type: ignore[arg-type]
-                                         holder_phone="x", start_date="24/11/2026", months=13, scope=["bad id"]))
+        check_application(
+            **_application(
+                request_id="",
+                plate="粤B1234",
+                color=None,
+                holder_name=" ",  # type: ignore[arg-type]
+                holder_phone="x",
+                start_date="24/11/2026",
+                months=13,
+                scope=["bad id"],
+            )
+        )
     fields = [f for f, _ in caught.value.violations]
     assert fields == [
-        "request_id", "vehicle.plate", "vehicle.color", "holder_name", "holder_phone", "start_date", "months",
+        "request_id",
+        "vehicle.plate",
+        "vehicle.color",
+        "holder_name",
+        "holder_phone",
+        "start_date",
+        "months",
         "scope_lot_ids[0]",
     ]
 
@@ -162,8 +187,21 @@ def test_scope_is_deduplicated_in_order() -> None:
 
 def _card(valid_from: datetime, valid_until: datetime) -> Card:
     return Card(
-        "c1", "粤B12345", PlateColor.BLUE, "张三", "13800000000", date(2026, 11, 24), 1, "Asia/Shanghai", valid_from,
-        valid_until, (), CardState.ACTIVE, 1, T0, T0,
+        "c1",
+        "粤B12345",
+        PlateColor.BLUE,
+        "张三",
+        "13800000000",
+        date(2026, 11, 24),
+        1,
+        "Asia/Shanghai",
+        valid_from,
+        valid_until,
+        (),
+        CardState.ACTIVE,
+        1,
+        T0,
+        T0,
     )
 
 

@@ -102,3 +102,13 @@ def test_wrong_digest_is_refused() -> None:
     data = sf.render(HEADER, [])
     with pytest.raises(sf.StatementFileError, match="SHA-256"):
         sf.verify(data, sf.sign(key, data), sf.public_key_of(key), "0" * 64)
+
+
+@given(st.integers(-(2**31), 2**33), st.sampled_from(["Asia/Shanghai", "America/New_York", "Asia/Kathmandu", "UTC"]))
+def test_vectorised_instant_text_matches_isoformat(second: int, zone: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    import numpy as np
+
+    expected = datetime.fromtimestamp(second, UTC).astimezone(ZoneInfo(zone)).isoformat(timespec="seconds")
+    assert sf.format_instants(np.array([second]), zone) == [expected]

@@ -1,0 +1,289 @@
+"""Card side at scale: bulk import, CheckMembership latency under load, WatchCards snapshot.
+
+1. ``crosspark card import`` of N cards (1,000,000; ``--quick`` 20,000) into a fresh platform
+   database, against the baseline of ApplyCard RPCs one by one.
+2. A platform process (``crosspark platform serve``) on that database; CheckMembership at a fixed
+   rate (1,000 calls/s) over loopback, latency measured from each call's scheduled start (so a slow
+   server cannot hide behind a slowed-down client), against gRPC health checks at the same rate.
+3. WatchCards snapshot of every card to one lot, applied to the lot's ``CardCache``, against the
+   same stream read without applying; the cache's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _harness import Report, parser, percentiles
+
+ADMIN = "bench-admin-token-0123456789abcdef"
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def plate(i: int) -> str:
+    """The i-th of 74 million distinct regular plates."""
+    return f"{PROVINCES[i % 31]}{LETTERS[(i // 31) % 24]}{i // 744:05d}"
+
+
+def write_csv(path: Path, n: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["plate", "color", "holder_name", "holder_phone", "start_date", "months", "scope", "request_id"]
+        )
+        for i in range(n):
+            writer.writerow([plate(i), "blue", "张三", "13800000000", f"2030-01-{1 + i % 28:02d}", 1 + i % 12, "", ""])
+
+
+def start_platform(workdir: Path, db_url: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crosspark",
+            "--log-level",
+            "warning",
+            "platform",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db_url,
+            "--insecure",
+        ],
+        cwd=workdir,
+        env={**os.environ, "CROSSPARK_ADMIN_TOKEN": ADMIN},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if found := re.search(r"listening on (\S+)", line):
+            threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
+            return process, found.group(1)
+    raise RuntimeError(f"platform exited with {process.wait()} before listening")
+
+
+def paced(call: Callable[[int], None], per_second: int, seconds: float, threads: int = 4) -> tuple[list[float], float]:
+    """Run ``call(i)`` at ``per_second`` for ``seconds`` on ``threads`` threads; latencies from each
+    call's scheduled start; returns them and the rate achieved."""
+    interval = threads / per_second
+    count = int(per_second * seconds / threads)
+    samples: list[list[float]] = [[] for _ in range(threads)]
+    begin = time.perf_counter() + 0.05
+
+    def worker(t: int) -> None:
+        clock = time.perf_counter
+        for k in range(count):
+            scheduled = begin + (k + t / threads) * interval
+            delay = scheduled - clock()
+            if delay > 0:
+                time.sleep(delay)
+            call(t * count + k)
+            samples[t].append(clock() - scheduled)
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    flat = [s for chunk in samples for s in chunk]
+    return flat, len(flat) / (time.perf_counter() - begin)
+
+
+def maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--cards", type=int, help="cards to load (default 1,000,000; --quick 20,000)")
+    p.add_argument("--rate", type=int, default=1000, help="CheckMembership calls per second")
+    p.add_argument("--seconds", type=float, help="seconds of CheckMembership load (default 10; --quick 2)")
+    p.add_argument("--db", help="an empty PostgreSQL database URL to use instead of a SQLite file")
+    args = p.parse_args(argv)
+    n = args.cards or (20_000 if args.quick else 1_000_000)
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    report = Report("bench_cards")
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from card_service.bulk_import import import_csv
+    from crosspark.client import open_channel
+    from crosspark.db import Database, upgrade
+    from crosspark.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, common_pb2
+    from lot_node.card_cache import CardCache
+
+    with tempfile.TemporaryDirectory(prefix="bench_cards_") as tmp:
+        workdir = Path(tmp)
+        db_url = args.db or f"sqlite:///{workdir / 'platform.db'}"
+        csv_path = workdir / "cards.csv"
+        write_csv(csv_path, n)
+
+        # 1. bulk import
+        db = Database(db_url)
+        upgrade(db, "platform")
+        result = import_csv(db, csv_path, "Asia/Shanghai")
+        db.dispose()
+        assert result.imported == n and not result.rejected, result.summary(with_rejections=False)
+        import_rate = result.imported / result.seconds
+
+        process, address = start_platform(workdir, db_url)
+        try:
+            admin_channel = open_channel(address, token=ADMIN, insecure=True)
+            admin = admin_pb2_grpc.AdminServiceStub(admin_channel)
+            credentials = admin.RegisterLot(
+                admin_pb2.RegisterLotRequest(
+                    lot=admin_pb2.Lot(
+                        lot_id="bench-lot",
+                        name="bench",
+                        time_zone="Asia/Shanghai",
+                        mode=common_pb2.MEMBERSHIP_MODE_ONLINE,
+                        period=common_pb2.SETTLEMENT_PERIOD_DAILY,
+                    )
+                )
+            )
+            cards = cards_pb2_grpc.CardServiceStub(admin_channel)
+
+            # baseline of the import: ApplyCard one RPC at a time (plates beyond the imported ones)
+            k = 200 if not args.quick else 50
+            started = time.perf_counter()
+            for i in range(k):
+                cards.ApplyCard(
+                    cards_pb2.ApplyCardRequest(
+                        request_id=uuid.uuid4().hex,
+                        vehicle=common_pb2.VehicleIdentity(plate=plate(n + i), color=common_pb2.PLATE_COLOR_BLUE),
+                        holder_name="张三",
+                        holder_phone="13800000000",
+                        start_date="2030-01-01",
+                        months=1,
+                    )
+                )
+            rpc_rate = k / (time.perf_counter() - started)
+            report.add(
+                what="card import (CSV → database)",
+                cards=n,
+                seconds=result.seconds,
+                per_second=import_rate,
+                baseline="ApplyCard RPCs one by one",
+                baseline_per_second=rpc_rate,
+                ratio=import_rate / rpc_rate,
+            )
+            report.target("import cards/s", import_rate, 50_000, higher_is_better=True)
+
+            # 2. CheckMembership at a fixed rate, 3 of 4 vehicles holding a card
+            lot_channel = open_channel(address, token=credentials.token, insecure=True)
+            lot = cards_pb2_grpc.CardServiceStub(lot_channel)
+            health = health_pb2_grpc.HealthStub(lot_channel)
+            requests = [
+                cards_pb2.CheckMembershipRequest(
+                    lot_id="bench-lot",
+                    vehicle=common_pb2.VehicleIdentity(
+                        plate=plate((i * 7919) % n if i % 4 else n + 10_000 + i), color=common_pb2.PLATE_COLOR_BLUE
+                    ),
+                )
+                for i in range(4096)
+            ]
+            statuses: dict[int, int] = {}
+
+            def check(i: int) -> None:
+                answer = lot.CheckMembership(requests[i % len(requests)])
+                statuses[answer.status] = statuses.get(answer.status, 0) + 1
+
+            for i in range(200):  # warm-up: connections, caches
+                check(i)
+            statuses.clear()
+            health_samples, _ = paced(
+                lambda _i: health.Check(health_pb2.HealthCheckRequest()), args.rate, seconds
+            )
+            check_samples, check_rate = paced(check, args.rate, seconds)
+            base, measured = percentiles(health_samples), percentiles(check_samples)
+            report.add(
+                what="CheckMembership (loopback)",
+                cards=n,
+                calls_per_second=check_rate,
+                **measured,
+                baseline="health Check",
+                baseline_p99_ms=base["p99_ms"],
+                ratio=measured["p99_ms"] / base["p99_ms"],
+            )
+            monthly = statuses.get(cards_pb2.MEMBERSHIP_STATUS_MONTHLY, 0) + statuses.get(
+                cards_pb2.MEMBERSHIP_STATUS_EXPIRED, 0
+            )
+            assert monthly >= sum(statuses.values()) // 2, statuses
+            report.target(
+                f"CheckMembership p99 at {args.rate}/s", measured["p99_ms"], 2.0, higher_is_better=False, unit=" ms"
+            )
+
+            # 3. WatchCards snapshot to one lot: read only (baseline), then applied to the cache
+            def snapshot(apply: bool) -> tuple[float, CardCache, int]:
+                cache = CardCache(credentials.card_hash_key)
+                stream = lot.WatchCards(cards_pb2.WatchCardsRequest(lot_id="bench-lot"))
+                started = time.perf_counter()
+                received = 0
+                for message in stream:
+                    if message.WhichOneof("body") == "chunk":
+                        received += len(message.chunk.entries)
+                    if apply:
+                        cache.apply(message)
+                    if message.WhichOneof("body") == "snapshot_end":
+                        break
+                elapsed = time.perf_counter() - started
+                stream.cancel()
+                return elapsed, cache, received
+
+            read_seconds, _, received = snapshot(apply=False)
+            rss_before = maxrss_mb()
+            apply_seconds, cache, _ = snapshot(apply=True)
+            rss_growth = maxrss_mb() - rss_before
+            assert received == len(cache) == n + k, (received, len(cache))
+            probe = cache.vehicle_hash(
+                plate(1), __import__("crosspark.identity", fromlist=["PlateColor"]).PlateColor.BLUE
+            )
+            assert cache.lookup(probe) is not None
+            lookups = 20_000
+            started = time.perf_counter()
+            for _ in range(lookups):
+                cache.lookup(probe)
+            lookup_us = (time.perf_counter() - started) / lookups * 1e6
+            report.add(
+                what="WatchCards snapshot → CardCache",
+                cards=len(cache),
+                seconds=apply_seconds,
+                per_second=len(cache) / apply_seconds,
+                baseline="stream read, not applied",
+                baseline_seconds=read_seconds,
+                ratio=apply_seconds / read_seconds,
+                table_mb=cache.nbytes / 2**20,
+                peak_rss_growth_mb=rss_growth,
+                lookup_us=lookup_us,
+            )
+            report.target("snapshot seconds", apply_seconds, 10.0, higher_is_better=False, unit=" s")
+            report.target("lookup table MB", cache.nbytes / 2**20, 150.0, higher_is_better=False, unit=" MB")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return report.emit(args.json)
+
+
+def _unused(_: Any) -> None:  # keeps type checkers quiet about the dynamic import above
+    pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
