@@ -76,7 +76,7 @@ def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str,
     from sqlalchemy import func, select
 
     from settlement.store import PassageRow
-    from tests.integration.settlement_support import add_lot
+    from tests.support import add_settlement_lot as add_lot
     from tests.support import channel_to, running_platform
 
     with running_platform(data_dir, db_url=db_url, clock=ManualClock(NOW), scheduler=False) as platform:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -31,14 +31,14 @@ HEARTBEAT_SECONDS = 10.0
 STREAM_MARK_SECONDS = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One card as a lot sees it (the plate only as a keyed hash)."""
+class Entry(NamedTuple):
+    """One card as a lot sees it (the plate only as a keyed hash); instants in microseconds since
+    the epoch (UTC), the form both ends of the stream use."""
 
     vehicle_hash: bytes
     card_id: str
-    valid_from: datetime
-    valid_until: datetime
+    valid_from_us: int
+    valid_until_us: int
     state: CardState
     valid_at_lot: bool
     version: int
@@ -79,7 +79,6 @@ class VersionWatch:
         self._poll_seconds = poll_seconds
         self._cond = threading.Condition()
         self._latest = 0
-        self._poke = threading.Event()
         self._started = False
 
     def start(self, spawn: Callable[[str, Callable[[threading.Event], None]], None]) -> None:
@@ -87,8 +86,8 @@ class VersionWatch:
             if self._started:
                 return
             self._started = True
-        self._latest = self._read()
         spawn("card-version-watch", self._run)
+        self.observe(self._read())
 
     def _read(self) -> int:
         with self._db.reader.connect() as connection:
@@ -97,9 +96,7 @@ class VersionWatch:
         return version
 
     def _run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self._poke.wait(self._poll_seconds)
-            self._poke.clear()
+        while not stop.wait(self._poll_seconds):
             try:
                 self.observe(self._read())
             except Exception:  # the database is away for a moment: keep the last value, try again
@@ -133,24 +130,21 @@ def _consistent_read(db: Database) -> Iterator[Connection]:
             yield connection
 
 
-def _entries(rows: Any, lot_id: str, key: bytes) -> list[Entry]:
+def _entries(rows: list[store.ListRow], lot_id: str, key: bytes) -> list[Entry]:
     digest = hmac.digest
-    active = CardState.ACTIVE
-    cancelled = CardState.CANCELLED
-    out = []
-    for card_id, plate, color, valid_from, valid_until, state, scope, version in rows:
-        out.append(
-            Entry(
-                digest(key, f"{plate}|{color}".encode(), "sha256"),
-                card_id,
-                valid_from,
-                valid_until,
-                active if state == "active" else cancelled,
-                not scope or lot_id in scope.split(","),
-                version,
-            )
+    states = {"active": CardState.ACTIVE, "cancelled": CardState.CANCELLED}
+    return [
+        Entry(
+            digest(key, f"{plate}|{color}".encode(), "sha256"),
+            card_id,
+            since,
+            until,
+            states[state],
+            not scope or lot_id in scope.split(","),
+            version,
         )
-    return out
+        for card_id, plate, color, since, until, state, scope, version in rows
+    ]
 
 
 @dataclass
@@ -182,11 +176,11 @@ def deltas(db: Database, lot_id: str, key: bytes, since: int) -> Iterator[Chunk]
     """Cards changed after ``since``, in version order, as chunks."""
     while True:
         with db.reader.connect() as connection:
-            rows = store.changed_since(connection, since, CHUNK_ENTRIES)
+            rows = store.list_changes(connection, since, CHUNK_ENTRIES)
             connection.rollback()
         if not rows:
             return
-        chunk = Chunk(_entries(rows, lot_id, key), rows[-1].version)
+        chunk = Chunk(_entries(rows, lot_id, key), rows[-1][-1])
         since = chunk.version
         yield chunk
         if len(rows) < CHUNK_ENTRIES:

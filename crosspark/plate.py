@@ -94,8 +94,20 @@ def validate(plate: str) -> None:
     )
 
 
+#: The whole grammar in one expression: a plate already in canonical form matches it (and is left
+#: unchanged by ``normalize``), so ``parse`` can return it at once; anything else takes the long way,
+#: which names the broken rule.
+_CANONICAL = re.compile(
+    f"[{PROVINCES}][{LETTERS}]"
+    f"(?:[{_ALNUM}]{{4}}[{_ALNUM}学警挂领使]|[DF][{_ALNUM}][0-9]{{4}}|[0-9]{{5}}[DF])"
+    f"|{CROSS_BORDER_PREFIX}[{_ALNUM}]{{4}}[{CROSS_BORDER_SUFFIXES}]"
+)
+
+
 def parse(raw: str) -> str:
     """Normalise and validate; return the canonical plate or raise ``PlateError``."""
+    if _CANONICAL.fullmatch(raw):
+        return raw
     plate = normalize(raw)
     validate(plate)
     return plate

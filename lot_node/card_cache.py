@@ -11,6 +11,17 @@ answering from the old list meanwhile.
     hash = 32 bytes                                   ├─ row i describes one card
     card_id, valid_from_us, valid_until_us, ...      ─┘
     lookup(h): searchsorted(key, h[:8]) → the few rows with that key → compare whole hash
+
+Use at the lot (the stream loop and the gate share one cache)::
+
+    cache = CardCache.from_rows(store_rows, held_version, key)     # or CardCache(key) when new
+    for message in stub.WatchCards(WatchCardsRequest(lot_id=..., since_version=cache.version)):
+        applied = cache.apply(message)
+        if applied.kind == "snapshot_end":  replace the stored list with cache.rows(); save the version
+        elif applied.kind == "delta":       upsert applied.rows; save applied.version
+    status, card = cache.decide(cache.vehicle_hash(plate, color), at)   # at the gate
+
+``decide`` answers exactly as the platform's CheckMembership does (``card_service.domain``).
 """
 
 from __future__ import annotations

@@ -10,14 +10,15 @@ its version in one transaction. Lookups go by keyed hash only: the lot never see
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 import numpy as np
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from crosspark.clock import Clock
 from crosspark.db import Database
@@ -26,6 +27,7 @@ from crosspark.v1 import cards_pb2, cards_pb2_grpc
 from lot_node import store
 from lot_node.card_cache import CardCache, CardCacheState
 from lot_node.gate import Membership, MembershipAnswer
+from lot_node.retrying import until_stopped
 
 log = structlog.get_logger("lot_node.cards")
 
@@ -58,13 +60,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATE_CODES = {"ACTIVE": 1, "CANCELLED": 2}
 
 
-def _micros(values: Sequence[object]) -> np.ndarray:
+def _micros(values: Sequence[Any]) -> np.ndarray:
     """Instants as stored (SQLite: naive UTC text; PostgreSQL: aware datetimes) → epoch µs."""
     if values and isinstance(values[0], str):
         return np.array(values, dtype="datetime64[us]").astype(np.int64)
     one = timedelta(microseconds=1)
     return np.array(
-        [((v if v.tzinfo else v.replace(tzinfo=UTC)) - _EPOCH) // one for v in values],  # type: ignore[union-attr]
+        [((v if v.tzinfo else v.replace(tzinfo=UTC)) - _EPOCH) // one for v in values],
         dtype=np.int64,
     )
 
@@ -188,15 +190,7 @@ class CardSync:
         """Thread body: watch the card list, resuming at the version held, with backoff."""
         assert self.connect is not None
         while not stop.is_set():
-            retrying = Retrying(
-                wait=wait_random_exponential(multiplier=self.min_backoff_s, max=self.max_backoff_s),
-                # Anything (a broken stream, a busy database, a bad message) is retried: the
-                # worker must outlive it.
-                retry=retry_if_exception_type(Exception),
-                stop=stop_never,
-                sleep=lambda seconds: stop.wait(seconds) and None,  # type: ignore[func-returns-value]
-                before_sleep=self._failed,
-            )
+            retrying = until_stopped(stop, self.min_backoff_s, self.max_backoff_s, self._failed)
             for attempt in retrying:
                 with attempt:
                     self._watch(stop)
@@ -252,10 +246,8 @@ def _release_free_memory() -> None:
     gc.collect()
     name = ctypes.util.find_library("c")
     if name:
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
             ctypes.CDLL(name).malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc
-            pass
 
 
 def stored_version(db: Database) -> int:

@@ -85,6 +85,5 @@ def serve(
         node = LotNode(settings, parse_clock(clock_spec)).start()
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    # A line a supervisor (or a test) can wait for.
-    click.echo(f"lot {lot_id} listening on {node.address}", err=True)
-    run_until_signalled(node.stop)
+    # The line a supervisor (or a test) waits for, printed once SIGTERM is handled.
+    run_until_signalled(node.stop, on_ready=lambda: click.echo(f"lot {lot_id} listening on {node.address}", err=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -10,12 +11,15 @@ from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
 from crosspark.v1 import cards_pb2, common_pb2, settlement_pb2
 from lot_node.gate import Decision, Direction, Flag, Membership, MembershipAnswer
 
-_COLOR_TO_PB = {color: common_pb2.PlateColor.Value(f"PLATE_COLOR_{color.name}") for color in PlateColor}
+# Enum numbers (typed Any: the generated stubs type enum fields by their enum class).
+_COLOR_TO_PB: dict[PlateColor, Any] = {c: common_pb2.PlateColor.Value(f"PLATE_COLOR_{c.name}") for c in PlateColor}
 _COLOR_FROM_PB = {v: k for k, v in _COLOR_TO_PB.items()}
-_SOURCE_TO_PB = {s: common_pb2.IdentitySource.Value(f"IDENTITY_SOURCE_{s.name}") for s in IdentitySource}
+_SOURCE_TO_PB: dict[IdentitySource, Any] = {
+    s: common_pb2.IdentitySource.Value(f"IDENTITY_SOURCE_{s.name}") for s in IdentitySource
+}
 _SOURCE_FROM_PB = {v: k for k, v in _SOURCE_TO_PB.items()}
 _FLAG_TO_PB = {f: settlement_pb2.PassageFlag.Value(f"PASSAGE_FLAG_{f.name}") for f in Flag}
-_MEMBERSHIP_TO_PB = {
+_MEMBERSHIP_TO_PB: dict[Membership, Any] = {
     m: cards_pb2.MembershipStatus.Value(f"MEMBERSHIP_STATUS_{m.name}")
     for m in Membership
     if m is not Membership.UNKNOWN
@@ -37,7 +41,7 @@ def instant(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
-def color_to_pb(color: PlateColor) -> int:
+def color_to_pb(color: PlateColor) -> Any:
     return _COLOR_TO_PB[color]
 
 
@@ -74,7 +78,7 @@ def identity_from_pb(message: common_pb2.VehicleIdentity, field: str = "identity
     )
 
 
-def membership_to_pb(status: Membership) -> int:
+def membership_to_pb(status: Membership) -> Any:
     return _MEMBERSHIP_TO_PB.get(status, cards_pb2.MEMBERSHIP_STATUS_UNSPECIFIED)
 
 
@@ -90,7 +94,7 @@ def answer_from_pb(message: cards_pb2.MembershipAnswer) -> MembershipAnswer:
     )
 
 
-def flags_to_pb(flags: frozenset[Flag] | set[Flag]) -> list[int]:
+def flags_to_pb(flags: frozenset[Flag] | set[Flag]) -> list[Any]:
     return sorted(_FLAG_TO_PB[f] for f in flags)
 
 
@@ -99,13 +103,14 @@ def decision_to_pb(decision: Decision, candidates: tuple[VehicleIdentity, ...] =
 
     return gate_pb2.PassDecision(
         open=decision.open,
-        kind=gate_pb2.VehicleKind.Value(f"VEHICLE_KIND_{decision.kind.name}"),
+        kind=cast(Any, gate_pb2.VehicleKind.Value(f"VEHICLE_KIND_{decision.kind.name}")),
         card_id=decision.card_id,
         stay_id=decision.stay_id,
         passage_id=decision.passage_id,
         fee_due_fen=decision.fee_due_fen,
         identity=identity_to_pb(decision.identity),
-        flags=flags_to_pb(decision.flags),
+        # The gate hears of a stay this entry abandoned; the flag itself is on the closing record.
+        flags=flags_to_pb(decision.flags | {Flag.ABANDONED for c in decision.closures if c.state == "ABANDONED"}),
         membership=membership_to_pb(decision.membership.status),
         display=decision.display,
         candidates=[identity_to_pb(c) for c in candidates],

@@ -260,13 +260,13 @@ def decide_exit(
     answer: MembershipAnswer | None,
     price_temporary: PriceTemporary,
     exit_without_entry_fee_fen: int,
-    flags: frozenset[Flag] = frozenset(),
+    read_flags: frozenset[Flag] = frozenset(),
 ) -> Decision:
     """An exit: close the matched stay. Monthly stays are re-checked against ``answer`` and split
     when the card ended inside them; temporary stays pay the lot's tariff; an exit with no open
     stay pays the lot's flat fee unless the vehicle holds a valid card. ``answer`` may be None
     only for a temporary stay (its membership is not asked again)."""
-    flags = set(flags)
+    flags = set(read_flags)
     if match.fuzzy:
         flags.add(Flag.FUZZY_MATCHED)
     stay = match.stay

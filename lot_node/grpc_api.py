@@ -4,6 +4,7 @@ domain values → one service call → reply; errors become status codes in ``cr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 from crosspark.errors import InvalidArgument
 from crosspark.server import Registration
@@ -38,7 +39,7 @@ def result_to_pb(result: PassResult) -> gate_pb2.PassDecision:
 def status_to_pb(status: NodeStatus) -> gate_pb2.GateStatus:
     reply = gate_pb2.GateStatus(
         lot_id=status.lot_id,
-        mode=common_pb2.MembershipMode.Value(f"MEMBERSHIP_MODE_{status.mode}"),
+        mode=cast(Any, common_pb2.MembershipMode.Value(f"MEMBERSHIP_MODE_{status.mode}")),
         platform_reachable=status.platform_reachable,
         platform_last_ok_at=timestamp(status.platform_last_ok_at),
         outbox_depth=status.outbox_depth,

@@ -93,7 +93,8 @@ class LotNode:
         self.reachability = Reachability(self.clock)
         self.channel = self.connect()
         self.cards = CardSync(
-            self.db, self.clock, settings.lot_id, CardCache(settings.card_hash_key), self.connect, reachability=self.reachability.report
+            self.db, self.clock, settings.lot_id, CardCache(settings.card_hash_key), self.connect,
+            reachability=self.reachability.report,
         )
         self.cards.load()
         self.outbox = OutboxSender(

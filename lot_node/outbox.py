@@ -16,7 +16,6 @@ from datetime import datetime
 
 import grpc
 import structlog
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from crosspark.clock import Clock
 from crosspark.db import Database
@@ -25,6 +24,7 @@ from crosspark.v1 import settlement_pb2, settlement_pb2_grpc
 from lot_node import store
 from lot_node.convert import DIRECTION_TO_PB, flags_to_pb, identity_to_pb, timestamp
 from lot_node.gate import Direction, Flag
+from lot_node.retrying import until_stopped
 
 log = structlog.get_logger("lot_node.outbox")
 
@@ -58,7 +58,7 @@ def passage_to_pb(row: store.PassageRow, lot_id: str) -> settlement_pb2.Passage:
         membership_answer_id=row.membership_answer_id,
     )
     if Flag.CARD_ENDED_IN_STAY in flags and row.card_valid_until is not None:
-        message.card_valid_until.CopyFrom(timestamp(row.card_valid_until))
+        message.card_valid_until.FromDatetime(row.card_valid_until)
     return message
 
 
@@ -108,21 +108,10 @@ class OutboxSender:
         The backoff starts afresh once a stream has delivered something."""
         self._stop = stop
         while not stop.is_set():
-            retrying = Retrying(
-                wait=wait_random_exponential(multiplier=self.min_backoff_s, max=self.max_backoff_s),
-                # Anything (a broken stream, a busy database, a bad message) is retried: the
-                # worker must outlive it.
-                retry=retry_if_exception_type(Exception),
-                stop=stop_never,
-                sleep=lambda seconds: stop.wait(seconds) and None,  # type: ignore[func-returns-value]
-                before_sleep=self._failed,
-            )
-            try:
-                for attempt in retrying:
-                    with attempt:
-                        self._stream(stop)
-            except RetryError:  # pragma: no cover - stop_never
-                pass
+            retrying = until_stopped(stop, self.min_backoff_s, self.max_backoff_s, self._failed)
+            for attempt in retrying:
+                with attempt:
+                    self._stream(stop)
 
     def _failed(self, state) -> None:  # type: ignore[no-untyped-def]
         error = state.outcome.exception() if state.outcome else None

@@ -379,11 +379,11 @@ def _write(session: Session, decision: Decision, evidence: Evidence, now: dateti
             passages.append(_closing_passage(closure, evidence.gate_id, now))
             if closure.report:
                 outbox.append(closure.exit_passage_id)
-    connection.execute(insert(store.PassageRow.__table__), passages)
+    connection.execute(insert(store.PassageRow), passages)
     if decision.new_stay is not None:
         stay = decision.new_stay
         connection.execute(
-            insert(store.StayRow.__table__).values(
+            insert(store.StayRow).values(
                 stay_id=stay.stay_id, plate=stay.plate, color=stay.color.value, kind=stay.kind.value,
                 card_id=stay.card_id, card_valid_until=stay.card_valid_until, entry_gate=evidence.gate_id,
                 entered_at=stay.entered_at, state=store.OPEN, exit_passage_id=None, exited_at=None, split_at=None,
@@ -392,8 +392,8 @@ def _write(session: Session, decision: Decision, evidence: Evidence, now: dateti
         )
     for closure in decision.closures:
         connection.execute(
-            update(store.StayRow.__table__)
-            .where(store.StayRow.__table__.c.stay_id == closure.stay.stay_id)
+            update(store.StayRow)
+            .where(store.StayRow.stay_id == closure.stay.stay_id)
             .values(
                 state=closure.state, exit_passage_id=closure.exit_passage_id, exited_at=closure.exited_at,
                 split_at=closure.split_at, fee_fen=closure.fee_fen,
@@ -401,7 +401,7 @@ def _write(session: Session, decision: Decision, evidence: Evidence, now: dateti
         )
     if outbox:
         connection.execute(
-            insert(store.OutboxRow.__table__),
+            insert(store.OutboxRow),
             [
                 {"passage_id": pid, "enqueued_at": now, "state": store.PENDING, "attempts": 0, "reason": "",
                  "rejected_at": None}

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
-from tenacity import Retrying, retry_if_exception_type, stop_never, wait_random_exponential
 
 from crosspark.clock import Clock
 from crosspark.db import Database
@@ -29,6 +29,7 @@ from lot_node.convert import instant
 from lot_node.fees import tariff_from_pb
 from lot_node.reconcile import LotStay, Outcome, reconcile
 from lot_node.report import ReportHeader, render_csv, render_html
+from lot_node.retrying import until_stopped
 from settlement import statement_file
 from settlement.tariff import Tariff
 
@@ -89,15 +90,7 @@ class StatementIntake:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            retrying = Retrying(
-                wait=wait_random_exponential(multiplier=self.min_backoff_s, max=self.max_backoff_s),
-                # Anything (a broken stream, a busy database, a bad message) is retried: the
-                # worker must outlive it.
-                retry=retry_if_exception_type(Exception),
-                stop=stop_never,
-                sleep=lambda seconds: stop.wait(seconds) and None,  # type: ignore[func-returns-value]
-                before_sleep=self._failed,
-            )
+            retrying = until_stopped(stop, self.min_backoff_s, self.max_backoff_s, self._failed)
             for attempt in retrying:
                 with attempt:
                     self._watch(stop)
@@ -286,7 +279,8 @@ class StatementIntake:
             matched_count=outcome.matched_count,
             items=[
                 settlement_pb2.ReconciliationItem(
-                    stay_id=i.stay_id, result=settlement_pb2.LineResult.Value(f"LINE_RESULT_{i.result.value}"),
+                    stay_id=i.stay_id,
+                    result=cast(Any, settlement_pb2.LineResult.Value(f"LINE_RESULT_{i.result.value}")),
                     line_no=i.line_no, platform_fee_fen=i.platform_fee_fen, lot_fee_fen=i.lot_fee_fen,
                     note=i.note[:256],
                 )
@@ -391,7 +385,12 @@ def _monthly_stays(
     query = (
         select(store.StayRow, exit_passage.delivered_at)
         .join(exit_passage, exit_passage.passage_id == store.StayRow.exit_passage_id)
-        .where(store.StayRow.kind == "MONTHLY", store.StayRow.state != store.OPEN)
+        # An exit without entry is a stay of its own id that the platform never bills.
+        .where(
+            store.StayRow.kind == "MONTHLY",
+            store.StayRow.state != store.OPEN,
+            store.StayRow.stay_id != store.StayRow.exit_passage_id,
+        )
     )
     found: list[LotStay] = []
     if stay_ids is not None:

@@ -295,7 +295,8 @@ def requeue_rejected(session: Session, passage_ids: Sequence[str] | None = None)
     query = update(OutboxRow).where(OutboxRow.state == REJECTED)
     if passage_ids is not None:
         query = query.where(OutboxRow.passage_id.in_(passage_ids))
-    return session.execute(query.values(state=PENDING, reason="", rejected_at=None)).rowcount or 0
+    result = session.execute(query.values(state=PENDING, reason="", rejected_at=None))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- card list -----------------------------------------------------------------------------------
@@ -307,8 +308,7 @@ def upsert_cards(session: Session, rows: Iterable[dict[str, object]]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    table = CardRow.__table__
-    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(table)
+    stmt = (sqlite_insert if dialect == "sqlite" else pg_insert)(CardRow)
     names = ("vehicle_hash", "valid_from", "valid_until", "state", "valid_at_lot", "version")
     columns = {c: stmt.excluded[c] for c in names}
     session.execute(stmt.on_conflict_do_update(index_elements=["card_id"], set_=columns), rows)

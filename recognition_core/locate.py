@@ -323,37 +323,6 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     ]
 
 
-def plate_in_cut(cut: np.ndarray) -> Candidate:
-    """The plate's rectangle inside an image that is already a plate cut out of a photo (turned or
-    sheared a little, with some background around it): the largest region of the cut's dominant
-    plate colour, or the whole cut when no plate colour dominates."""
-    cut = check_image(cut)
-    h, w = cut.shape[:2]
-    whole = Candidate(w / 2, h / 2, float(w), float(h), 0.0, None, 0.0)
-    colour, _, _ = cue_maps(cut)
-    counts = {c: int(np.count_nonzero(colour & f)) for c, f in _FLAG_OF.items()}
-    plate_color = max(counts, key=lambda c: counts[c])
-    if counts[plate_color] < 0.25 * h * w:
-        return whole
-    mask = np.bitwise_and(colour, np.uint8(_FLAG_OF[plate_color]))
-    k = max(3, h // 5)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    stats = region_stats(mask)
-    if len(stats) == 0:
-        return whole
-    rect = _rectangles(stats[[int(np.argmax(stats[:, 0]))]])[0]
-    _, _, length, height, angle, fill = (float(v) for v in rect)
-    if length * height < 0.3 * h * w or not 1.5 <= length / max(height, 1e-6) <= 8 or fill < 0.5:
-        return whole
-    # keep the region's angle, but let the upright cut cover the whole image: the colour region
-    # can fall short of the plate (dirt, glare on its edge)
-    c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
-    cover_w, cover_h = w * c + h * s, w * s + h * c
-    return Candidate(
-        w / 2, h / 2, cover_w / (1 + 2 * CROP_MARGIN_X), cover_h / (1 + 2 * CROP_MARGIN_Y), angle, plate_color, fill
-    )
-
-
 def _boxes(rects: np.ndarray) -> np.ndarray:
     """Axis-aligned bounds x0, y0, x1, y1 of rotated rectangles (cx, cy, length, height, angle)."""
     t = np.radians(rects[:, 4])

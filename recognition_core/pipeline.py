@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
+from crosspark.plate import PlateError
 from recognition_core.classify import load_classifier, prepare_glyph
 from recognition_core.color import is_dark_text, plate_color
 from recognition_core.decode import best_plate
@@ -28,14 +29,17 @@ from recognition_core.locate import (
     check_image,
     locate,
     plate_crop,
-    plate_in_cut,
 )
-from recognition_core.segment import Segmentation, segment
+from recognition_core.segment import Segmentation, segmentations
 
 __all__ = ["MIN_CONFIDENCE", "ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop"]
 
 #: Reads below this confidence are dropped (a wrong plate is worse than none at a gate).
 MIN_CONFIDENCE = 0.5
+#: A read less confident than this also tries the second-best placement of the characters.
+SECOND_FIT_BELOW = 0.5
+#: A read this confident is not read again from overlapping candidates.
+SURE = 0.9
 #: How many candidate regions of one photo are read at most.
 MAX_CANDIDATES = 8
 #: Largest encoded file accepted by ``read_image``.
@@ -123,8 +127,8 @@ class _Read:
     confidence: float
 
 
-def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> Segmentation | None:
-    return segment(cv2.bitwise_not(gray) if dark_text else gray, n_chars)
+def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> list[Segmentation]:
+    return segmentations(cv2.bitwise_not(gray) if dark_text else gray, n_chars, 2)
 
 
 def _dark_text_guess(gray: np.ndarray) -> bool:
@@ -141,28 +145,39 @@ def _dark_text_guess(gray: np.ndarray) -> bool:
 def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None:
     """Read one upright plate cut (BGR, the plate roughly filling it). ``hint``, the colour cue
     that found the plate, picks the first polarity and length to try; the plate's own colour
-    (``plate_color``) is taken once its characters are found, and corrects them if it differs."""
+    (``plate_color``) is taken once its characters are found, and corrects them if it differs.
+    When the best layout fit reads poorly, the next one (a character off) is read too."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     dark_text = is_dark_text(hint) if hint is not None else _dark_text_guess(gray)
     n_chars = 8 if hint in _EIGHT_CHARACTER_COLOURS else 7
-    seg = _segment_as(gray, dark_text, n_chars)
-    if seg is None and hint is None:
+    segs = _segment_as(gray, dark_text, n_chars)
+    if not segs and hint is None:
         dark_text = not dark_text
-        seg = _segment_as(gray, dark_text, n_chars)
-    if seg is None:
+        segs = _segment_as(gray, dark_text, n_chars)
+    if not segs:
         return None
     color, _ = plate_color(crop)
     want_n = 8 if color in _EIGHT_CHARACTER_COLOURS else 7
     if is_dark_text(color) != dark_text or want_n != n_chars:
-        seg = _segment_as(gray, is_dark_text(color), want_n)
-        if seg is None:
-            return None
-    glyphs = np.stack([prepare_glyph(g) for g in seg.glyphs])
-    best = best_plate(load_classifier().predict_proba(glyphs))
+        segs = _segment_as(gray, is_dark_text(color), want_n)
+    best: tuple[str, float] | None = None
+    for seg in segs:
+        read = _classify(seg)
+        if read is not None and (best is None or read[1] > best[1]):
+            best = read
+        if best is not None and best[1] >= SECOND_FIT_BELOW:
+            break
     if best is None:
         return None
-    plate, confidence = best
-    return _Read(plate, color, float(confidence))
+    return _Read(best[0], color, best[1])
+
+
+def _classify(seg: Segmentation) -> tuple[str, float] | None:
+    glyphs = np.stack([prepare_glyph(g) for g in seg.glyphs])
+    try:
+        return best_plate(load_classifier().predict_proba(glyphs))
+    except PlateError:  # the decoder's best is not a plate after all: no read, never a crash
+        return None
 
 
 def _identity(read: _Read) -> VehicleIdentity:
@@ -178,7 +193,7 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
     for cand in locate(image, max_candidates=MAX_CANDIDATES):
         bx, by, bw, bh = cand.box
         box = np.array([bx, by, bx + bw, by + bh], dtype=np.float64)
-        # a candidate mostly inside a plate already read is that plate again
+        # a candidate mostly inside a plate already read surely is that plate again
         if read_boxes and _coverage(box, np.array(read_boxes)).max() > 0.6:
             continue
         read = _read_crop(plate_crop(image, cand), cand.color)
@@ -187,8 +202,9 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
             # characters' size (the layout fit leaves a few per cent of scale error)
             photo_box = _clip_box(cand.box, image.shape)
             found.append((read, photo_box))
-            x, y, w, h = photo_box
-            read_boxes.append(np.array([x, y, x + w, y + h], dtype=np.float64))
+            if read.confidence >= SURE:
+                x, y, w, h = photo_box
+                read_boxes.append(np.array([x, y, x + w, y + h], dtype=np.float64))
     found.sort(key=lambda rb: -rb[0].confidence)
     kept: list[Recognition] = []
     boxes: list[np.ndarray] = []
@@ -212,8 +228,7 @@ def recognize_crop(plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE
     scaled = cv2.resize(
         crop, (max(24, round(w * height / h)), height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
     )
-    cand = plate_in_cut(scaled)
-    read = _read_crop(plate_crop(scaled, cand), cand.color)
+    read = _read_crop(scaled)
     if read is None or read.confidence < min_confidence:
         return None
     return Recognition(_identity(read), (0, 0, w, h))

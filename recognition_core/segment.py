@@ -93,6 +93,21 @@ def _char_band(ink: np.ndarray, rough: tuple[int, int]) -> tuple[int, int, np.nd
     return band_top, band_bottom, labels, stats
 
 
+def _stroke_pieces(stats: np.ndarray, y0: int, y1: int) -> np.ndarray:
+    """Which ink components can be (pieces of) characters: they reach into the middle of the band
+    and are neither specks nor taller than a character (the plate's frame, rivets, bolts)."""
+    band = y1 - y0
+    top, bottom = stats[:, 2], stats[:, 4] + 1
+    return (bottom > y0 + 0.2 * band) & (top < y1 - 0.2 * band) & (stats[:, 0] >= 3) & (bottom - top <= 1.3 * band)
+
+
+def _stroke_profile(labels: np.ndarray, stats: np.ndarray, y0: int, y1: int) -> np.ndarray:
+    """Column counts, over the band, of the ink of the components that can be characters."""
+    keep = np.zeros(len(stats) + 1, dtype=np.uint8)
+    keep[1:] = _stroke_pieces(stats, y0, y1)
+    return keep[labels[y0:y1]].sum(axis=0, dtype=np.int32).astype(np.float64)
+
+
 def _median(values: np.ndarray) -> float:
     """Median of a short array (``np.median`` costs ~25 µs of overhead per call)."""
     ordered = sorted(values.tolist())
@@ -103,11 +118,19 @@ def _median(values: np.ndarray) -> float:
 def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
     """Cut an upright plate (uint8 gray, bright strokes on dark) into ``n_chars`` (7 or 8)
     characters; None when no row of characters is found."""
+    found = segmentations(gray, n_chars, 1)
+    return found[0] if found else None
+
+
+def segmentations(gray: np.ndarray, n_chars: int = 7, count: int = 2) -> list[Segmentation]:
+    """Up to ``count`` cuts of an upright plate, best layout fit first; the others place the layout
+    at least half a character pitch away (a plate whose end is hidden, or with a bolt or a frame
+    edge beside its characters, can fit best one character off)."""
     if n_chars not in LAYOUTS:
         raise ValueError(f"a plate has 7 or 8 characters, not {n_chars}")
     gray = np.ascontiguousarray(gray, dtype=np.uint8)
     if gray.ndim != 2 or gray.shape[0] < 12 or gray.shape[1] < 24:
-        return None
+        return []
     ink, transitions = binarize(gray)
     # level the rows first (a small rotation), then stand the strokes upright
     tilt = estimate_shear(ink, vertical=True)
@@ -116,7 +139,7 @@ def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
         ink, transitions = binarize(gray)
     rough = _band(transitions, n_chars)
     if rough is None:
-        return None
+        return []
     shear = estimate_shear(ink[rough[0] : rough[1]])
     if shear:
         gray = apply_shear(gray, shear)
@@ -128,24 +151,42 @@ def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
     ink = cv2.subtract(ink, frame)
     found = _char_band(ink, rough)
     if found is None:
-        return None
-    y0, y1, _, stats = found
+        return []
+    y0, y1, labels, stats = found
     char_h = y1 - y0
-    profile = ink[y0:y1].sum(axis=0).astype(np.float64)
+    profile = _stroke_profile(labels, stats, y0, y1)
     lefts, widths = LAYOUTS[n_chars]
-    span = lefts[-1] + widths[-1]
     w = gray.shape[1]
     # the band may be a little short of the characters' height (tops of 1, bottoms of J)
     scales = char_h * np.linspace(0.85, 1.4, 12)
     x_from = -OVERHANG * 1.4 * char_h
     scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 1.0, 1.0, 0.7, OVERHANG)
-    if scores.size == 0 or not np.isfinite(scores.max()):
-        return None
-    si, oi = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    scale = float(scales[si])
-    origin = x_from + float(oi)
-    fit = float(scores[si, oi]) / max(char_h, 1)
+    result: list[Segmentation] = []
+    origins = x_from + np.arange(scores.shape[1]) if scores.size else np.zeros(0)
+    while len(result) < count and scores.size and np.isfinite(scores.max()):
+        si, oi = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        scale, origin = float(scales[si]), float(origins[oi])
+        fit = float(scores[si, oi]) / max(char_h, 1)
+        result.append(_segmentation(gray, stats, y0, y1, origin, scale, n_chars, tilt, shear, fit))
+        # the next placement starts at least half a pitch (57 mm = 0.63 character heights) away
+        scores[:, np.abs(origins - origin) < 0.5 * 0.63 * char_h] = -np.inf
+    return result
 
+
+def _segmentation(
+    gray: np.ndarray,
+    stats: np.ndarray,
+    y0: int,
+    y1: int,
+    origin: float,
+    scale: float,
+    n_chars: int,
+    tilt: float,
+    shear: float,
+    fit: float,
+) -> Segmentation:
+    lefts, widths = LAYOUTS[n_chars]
+    span = lefts[-1] + widths[-1]
     boxes, glyphs = _cut(gray, stats, y0, y1, origin, scale, lefts, widths)
     plate_w, plate_h = PLATE_SIZES[n_chars]
     cx, cy = origin + scale * span / 2, (y0 + y1) / 2
@@ -179,14 +220,20 @@ def _cut(
     h, w = gray.shape
     area = stats[:, 0]
     cx = stats[:, 5] / area
-    top, bottom = stats[:, 2], stats[:, 4] + 1
     band = y1 - y0
-    # stroke pieces: in the band, not specks, not much taller than the band
-    useful = (bottom > y0 + 0.2 * band) & (top < y1 - 0.2 * band) & (area >= 3) & (bottom - top <= 1.4 * band)
+    useful = _stroke_pieces(stats, y0, y1)
     sx0 = origin + scale * lefts
     sx1 = sx0 + scale * widths
     slack = 0.12 * (sx1 - sx0)
-    members = useful[None, :] & (cx[None, :] >= (sx0 - slack)[:, None]) & (cx[None, :] < (sx1 + slack)[:, None])
+    # every component goes to the one slot nearest its centre, if it falls in that slot (± slack)
+    centres = (sx0 + sx1) / 2
+    nearest = np.abs(cx[None, :] - centres[:, None]).argmin(axis=0)
+    members = useful[None, :] & (nearest[None, :] == np.arange(len(lefts))[:, None])
+    members &= (cx[None, :] >= (sx0 - slack)[:, None]) & (cx[None, :] < (sx1 + slack)[:, None])
+    # a letter or digit is one tall stroke group: its slot drops specks (the separator dot, dirt);
+    # the province character (slot 0) keeps its pieces
+    height = stats[:, 4] + 1 - stats[:, 2]
+    members[1:] &= (height >= 0.45 * band)[None, :]
     left_ink = np.where(members, stats[None, :, 1], np.inf).min(axis=1)
     right_ink = np.where(members, stats[None, :, 3] + 1, -np.inf).max(axis=1)
     has = members.any(axis=1)

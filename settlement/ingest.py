@@ -112,6 +112,7 @@ class PassageIngest:
         passage_rows: list[tuple[object, ...]] = []
         stay_rows: list[tuple[object, ...]] = []
         lots_with_stays: set[str] = set()
+        accepted: dict[str, int] = {}
         with self._db.writer.begin() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA cache_size=-65536")  # 64 MiB: random passage ids touch many pages
@@ -122,6 +123,7 @@ class PassageIngest:
                 for p, decision in zip(job.passages, job.decisions, strict=True):
                     if decision.ack is not Ack.ACCEPTED:
                         continue
+                    accepted[p.lot_id] = accepted.get(p.lot_id, 0) + 1
                     passage_rows.append(
                         (
                             p.passage_id,
@@ -163,6 +165,7 @@ class PassageIngest:
             self._insert_passages(conn, passage_rows)
             self._insert_stays(conn, stay_rows)
             _record_outboxes(conn, jobs, now_us)
+            _count_received(conn, accepted, now_us)
         return lots_with_stays
 
 
@@ -200,49 +203,72 @@ STAY_COLUMNS = (
 
 
 class _MultiRowInsert:
-    """``INSERT … VALUES (…), (…), … ON CONFLICT DO NOTHING`` of up to ``ROWS`` rows per statement,
-    rows handed to the driver as flat tuples (no per-row SQLAlchemy processing). One statement per
-    chunk, not ``executemany``: the driver then releases the GIL once per chunk rather than once per
-    row, which matters with many streams' threads waiting for it. A row another replica committed
-    meanwhile is skipped, not an error (SQLite ≥ 3.24 and PostgreSQL)."""
+    """Insert many rows with few statements, handed to the driver as plain values (no per-row
+    SQLAlchemy processing), skipping rows another replica committed meanwhile (``ON CONFLICT DO
+    NOTHING``, SQLite ≥ 3.24 and PostgreSQL).
+
+    SQLite: ``VALUES (…), (…), …`` of up to ``ROWS`` rows per statement rather than
+    ``executemany``, so the driver releases the GIL once per chunk instead of once per row (it
+    matters with many streams' threads waiting for it). PostgreSQL: ``COPY`` into a temporary
+    table emptied at commit, then one ``INSERT … SELECT``."""
 
     ROWS = 500
 
     def __init__(self, table: Table, columns: tuple[str, ...], dialect: str) -> None:
         assert set(columns) <= set(table.columns.keys())
-        mark = "%s" if dialect == "postgresql" else "?"
-        self._head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-        self._row = "(" + ", ".join([mark] * len(columns)) + ")"
-        self._full = self._sql(self.ROWS)
+        self._postgresql = dialect == "postgresql"
+        names = ", ".join(columns)
+        staging = f"ingest_{table.name}"
+        self._create_staging = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} AS SELECT {names} FROM {table.name} WITH NO DATA"
+        )
+        self._copy = f"COPY {staging} ({names}) FROM STDIN"
+        self._from_staging = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING"
+        self._empty_staging = f"TRUNCATE {staging}"
+        self._head = f"INSERT INTO {table.name} ({names}) VALUES "
+        self._row = "(" + ", ".join(["?"] * len(columns)) + ")"
+        self._full = self._values(self.ROWS)
 
-    def _sql(self, rows: int) -> str:
+    def _values(self, rows: int) -> str:
         return self._head + ", ".join([self._row] * rows) + " ON CONFLICT DO NOTHING"
 
     def __call__(self, conn: Connection, rows: list[tuple[object, ...]]) -> None:
+        if not rows:
+            return
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
+            if self._postgresql:
+                cursor.execute(self._create_staging)
+                with cursor.copy(self._copy) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(self._from_staging)
+                cursor.execute(self._empty_staging)
+                return
             for start in range(0, len(rows), self.ROWS):
                 chunk = rows[start : start + self.ROWS]
-                sql = self._full if len(chunk) == self.ROWS else self._sql(len(chunk))
+                sql = self._full if len(chunk) == self.ROWS else self._values(len(chunk))
                 cursor.execute(sql, tuple(chain.from_iterable(chunk)))
         finally:
             cursor.close()
 
 
 def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry]:
-    """What the platform holds of these passage ids (raw SQL: the IN list is thousands long)."""
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    """What the platform holds of these passage ids (raw SQL: the list is thousands long)."""
+    postgresql = conn.dialect.name == "postgresql"
     held: dict[str, HeldEntry] = {}
     ordered = list(ids)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    columns = "passage_id, lot_id, direction, occurred_us, card_id, plate, color"
     try:
         for start in range(0, len(ordered), _IN_CHUNK):
             chunk = ordered[start : start + _IN_CHUNK]
-            cursor.execute(
-                "SELECT passage_id, lot_id, direction, occurred_us, card_id, plate, color FROM passages "
-                f"WHERE passage_id IN ({', '.join([mark] * len(chunk))})",
-                chunk,
-            )
+            if postgresql:
+                cursor.execute(f"SELECT {columns} FROM passages WHERE passage_id = ANY(%s)", [chunk])
+            else:
+                cursor.execute(
+                    f"SELECT {columns} FROM passages WHERE passage_id IN ({', '.join('?' * len(chunk))})", chunk
+                )
             for passage_id, lot_id, direction, occurred_us, card_id, plate, color in cursor.fetchall():
                 held[passage_id] = HeldEntry(lot_id, direction, occurred_us, card_id, plate, color)
     finally:
@@ -273,4 +299,15 @@ def _record_outboxes(conn: Connection, jobs: list[_Job], now_us: int) -> None:
                 outbox_oldest_at=from_us(job.outbox_oldest_us) if job.outbox_oldest_us else None,
                 last_seen_at=from_us(now_us),
             )
+        )
+
+
+def _count_received(conn: Connection, accepted: dict[str, int], now_us: int) -> None:
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    for lot_id, count in accepted.items():
+        conn.exec_driver_sql(
+            f"INSERT INTO lot_ingest (lot_id, passages_received, last_received_us) VALUES ({mark}, {mark}, {mark}) "
+            "ON CONFLICT (lot_id) DO UPDATE SET passages_received = lot_ingest.passages_received + "
+            "excluded.passages_received, last_received_us = excluded.last_received_us",
+            (lot_id, count, now_us),
         )

@@ -246,15 +246,16 @@ def _issue_next(db: Database, key: SigningKey, lot: LotSchedule, as_of: datetime
 
 def _mark_stated(conn: Connection, stay_ids: list[str], seq: int) -> None:
     """Stays now carried by statement ``seq`` (raw SQL: a month of a busy lot is many ids)."""
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    postgresql = conn.dialect.name == "postgresql"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(stay_ids), _IN_CHUNK):
             chunk = stay_ids[start : start + _IN_CHUNK]
-            cursor.execute(
-                f"UPDATE stays SET statement_seq = {mark} WHERE stay_id IN ({', '.join([mark] * len(chunk))})",
-                [seq, *chunk],
-            )
+            if postgresql:
+                cursor.execute("UPDATE stays SET statement_seq = %s WHERE stay_id = ANY(%s)", [seq, chunk])
+            else:
+                marks = ", ".join("?" * len(chunk))
+                cursor.execute(f"UPDATE stays SET statement_seq = ? WHERE stay_id IN ({marks})", [seq, *chunk])
     finally:
         cursor.close()
 

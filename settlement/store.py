@@ -93,6 +93,16 @@ class StayRow(PlatformBase):
     statement_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class LotIngestRow(PlatformBase):
+    """Per-lot ingest figures, kept up to date by each commit (cheap to read for LotStatus)."""
+
+    __tablename__ = "lot_ingest"
+
+    lot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    passages_received: Mapped[int] = mapped_column(BigInteger)
+    last_received_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class TariffRow(PlatformBase):
     """A tariff version (资费标准) agreed with a lot."""
 
@@ -212,3 +222,8 @@ def lot_settings(session: Session, lot_id: str) -> tuple[str, str, int] | None:
         select(LotRow.time_zone, LotRow.period, LotRow.close_delay_seconds).where(LotRow.lot_id == lot_id)
     ).first()
     return (row[0], row[1], row[2]) if row else None
+
+
+def passages_received(session: Session, lot_id: str) -> int:
+    """How many passages settlement holds from a lot (card_service's LotStatus reads it)."""
+    return session.scalar(select(LotIngestRow.passages_received).where(LotIngestRow.lot_id == lot_id)) or 0

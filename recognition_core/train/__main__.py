@@ -126,7 +126,7 @@ def evaluate(clf: CharClassifier, synth_test: tuple[np.ndarray, np.ndarray], hel
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recognition_core.train", description=__doc__)
     parser.add_argument("--plates", type=int, default=24000, help="synthetic training plates")
-    parser.add_argument("--real-copies", type=int, default=12, help="augmented copies of each CCPD training crop")
+    parser.add_argument("--real-copies", type=int, default=20, help="augmented copies of each CCPD training crop")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=CCPD_DIR, help="the ccpd-crops-dev folder (optional)")

@@ -12,9 +12,16 @@ from sqlalchemy import func, select
 
 from crosspark.clock import ManualClock
 from crosspark.platform import Platform
+from crosspark.v1 import settlement_pb2 as pb
 from settlement.store import PassageRow, StayRow
-from tests.integration.settlement_support import add_lot, entry, exit_of, pb, report, results, stub, ts
+from tests.support import ack_results as results
+from tests.support import add_settlement_lot as add_lot
+from tests.support import entry_passage as entry
+from tests.support import exit_passage as exit_of
+from tests.support import report_passages as report
 from tests.support import running_platform
+from tests.support import settlement_stub as stub
+from tests.support import timestamp as ts
 
 NOW = datetime(2026, 11, 3, 4, 0, tzinfo=UTC)
 
@@ -139,3 +146,12 @@ def test_outbox_figures_are_recorded_for_lot_status(platform: Platform, lot_a: s
     list(stub(platform, lot_a).ReportPassages(iter([batch])))
     with platform.ctx.db.read_session() as session:
         assert session.get(LotRow, "lot-a").outbox_depth == 42  # type: ignore[union-attr]
+
+
+def test_accepted_passages_are_counted_per_lot(platform: Platform, lot_a: str) -> None:
+    from settlement.store import passages_received
+
+    e = entry("lot-a", NOW)
+    report(platform, lot_a, "lot-a", [e, entry("lot-a", NOW)], [e])
+    with platform.ctx.db.read_session() as session:
+        assert passages_received(session, "lot-a") == 2

@@ -357,3 +357,32 @@ def test_lot_node_runs_on_postgresql_too(tmp_path: Path, platform: FakePlatform,
         exit_ = stub.Pass(pass_request(MEMBER, EXIT))
         assert wait_until(lambda: node.status().outbox_depth == 0)
     assert {entry.passage_id, exit_.passage_id} <= set(platform.settlement.passages)
+
+
+def test_second_entry_abandons_the_open_stay_and_reports_its_close(tmp_path: Path, platform: FakePlatform) -> None:
+    with lot_node(tmp_path, platform.address) as node:
+        assert wait_until(lambda: synced(node))
+        stub = gate(node)
+        first = stub.Pass(pass_request(MEMBER, ENTRY))
+        second = stub.Pass(pass_request(MEMBER, ENTRY))
+        assert wait_until(lambda: node.status().outbox_depth == 0)
+        closing = [p for p in platform.settlement.passages.values() if p.entry_passage_id == first.passage_id]
+        open_stays = node.status().open_stays
+    assert settlement_pb2.PASSAGE_FLAG_ABANDONED in second.flags and open_stays == 1
+    assert len(closing) == 1 and settlement_pb2.PASSAGE_FLAG_ABANDONED in closing[0].flags
+
+
+def test_camera_and_etc_disagreeing_use_the_camera_and_flag_it(tmp_path: Path, platform: FakePlatform) -> None:
+    etc_frame = bytes.fromhex("ffff28b3a1b2c3d400d4c14231323334350000000000010100f9ff")  # 粤B12345 yellow (DESIGN §14)
+    with lot_node(tmp_path, platform.address) as node:
+        decision = gate(node).Pass(pass_request("粤B54321", ENTRY, etc_frame=etc_frame, etc_framing="lane"))
+    assert decision.identity.plate == "粤B54321"
+    assert settlement_pb2.PASSAGE_FLAG_IDENTITY_MISMATCH in decision.flags
+
+
+def test_etc_frame_alone_identifies_the_vehicle(tmp_path: Path, platform: FakePlatform) -> None:
+    etc_frame = bytes.fromhex("ffff28b3a1b2c3d400d4c14231323334350000000000010100f9ff")
+    with lot_node(tmp_path, platform.address) as node:
+        decision = gate(node).Pass(gate_pb2.PassRequest(gate_id="g1", direction=ENTRY, etc_frame=etc_frame))
+    assert (decision.identity.plate, decision.identity.color) == ("粤B12345", common_pb2.PLATE_COLOR_YELLOW)
+    assert decision.identity.source == common_pb2.IDENTITY_SOURCE_ETC and not decision.flags

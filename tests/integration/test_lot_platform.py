@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from crosspark.clock import ManualClock
 from crosspark.v1 import (
     admin_pb2,
@@ -120,36 +118,33 @@ def test_tampered_statement_is_refused_and_reported(tmp_path: Path) -> None:
     assert listed[statement.statement_id].status != settlement_pb2.STATEMENT_STATUS_RECONCILED
 
 
-@pytest.mark.parametrize("fee_shift", [100])
-def test_fee_the_lot_disagrees_with_is_disputed(tmp_path: Path, fee_shift: int) -> None:
-    """The platform's tariff changes after the fact (a new version effective before the stay): the
-    lot, which priced with the version it fetched, reports FEE_MISMATCH."""
+def test_fee_the_lot_disagrees_with_is_disputed(tmp_path: Path) -> None:
+    """A tariff version put after the statement was issued, in force at the stay's entry: the lot
+    prices with it (4.00 an hour), the statement was priced with the old one (3.00): FEE_MISMATCH."""
+    from lot_node import store
+
     clock = ManualClock(T0)
-    with platform_with_lot(tmp_path, clock) as (platform, credentials, settlement), \
-            node_for(tmp_path, platform, credentials, clock, statements=False) as node:
-        assert wait_until(lambda: node.cards.version >= 1)
-        stub = gate(node)
-        stub.Pass(pass_request(MEMBER, ENTRY))
-        clock.advance(timedelta(hours=1))
-        stub.Pass(pass_request(MEMBER, EXIT))
-        assert wait_until(lambda: node.status().outbox_depth == 0)
+    with platform_with_lot(tmp_path, clock) as (platform, credentials, settlement):
+        with node_for(tmp_path, platform, credentials, clock, statements=False) as node:
+            assert wait_until(lambda: node.cards.version >= 1)
+            stub = gate(node)
+            stub.Pass(pass_request(MEMBER, ENTRY))
+            clock.advance(timedelta(hours=1))
+            stub.Pass(pass_request(MEMBER, EXIT))
+            assert wait_until(lambda: node.status().outbox_depth == 0)
         clock.advance(timedelta(days=1))
-        issued = [s for s in settlement.IssueStatements(
-            settlement_pb2.IssueStatementsRequest(lot_id=LOT)).statements if s.line_count]
-        from lot_node.statements import StatementIntake
-
-        intake = StatementIntake(node.db, clock, LOT, node.connect, tmp_path / "reports")
-        # The lot's own copy of the agreed tariff says 4.00 an hour, the platform billed 3.00.
-        from lot_node import store
-
-        stub_s = settlement_pb2_grpc.SettlementServiceStub(node.connect())
-        tariff = settlement_pb2.Tariff(
-            lot_id=LOT, version=1, effective_from=ts(T0 - timedelta(days=30)), kind=settlement_pb2.TARIFF_KIND_PER_TIME,
-            unit_minutes=60, bands=[settlement_pb2.TariffBand(start="00:00", unit_fee_fen=300 + fee_shift)],
-        )
-        intake._tariffs = lambda _stub, _tz: [__import__("lot_node.fees").fees.tariff_from_pb(tariff, "Asia/Shanghai")]  # type: ignore[method-assign]
-        handled = intake.handle(stub_s, issued[0])
-        with node.db.read_session() as session:
-            items = session.query(store.ReconciliationItemRow).all()
-    assert handled.state == "DISPUTED"
-    assert [(i.result, i.platform_fee_fen, i.lot_fee_fen) for i in items] == [("FEE_MISMATCH", 300, 400)]
+        assert any(s.line_count for s in settlement.IssueStatements(
+            settlement_pb2.IssueStatementsRequest(lot_id=LOT)).statements)
+        settlement.PutTariff(settlement_pb2.PutTariffRequest(tariff=settlement_pb2.Tariff(
+            lot_id=LOT, effective_from=ts(T0 - timedelta(days=1)), kind=settlement_pb2.TARIFF_KIND_PER_TIME,
+            unit_minutes=60, bands=[settlement_pb2.TariffBand(start="00:00", unit_fee_fen=400)],
+        )))
+        with node_for(tmp_path, platform, credentials, clock) as node:
+            assert node.statements is not None
+            assert wait_until(lambda: node.statements.handled_count >= 1, 20)
+            with node.db.read_session() as session:
+                items = [(i.result, i.platform_fee_fen, i.lot_fee_fen)
+                         for i in session.query(store.ReconciliationItemRow).all()]
+        disputes = settlement.ListDisputes(settlement_pb2.ListDisputesRequest(lot_id=LOT)).disputes
+    assert items == [("FEE_MISMATCH", 300, 400)]
+    assert [(d.item.platform_fee_fen, d.item.lot_fee_fen) for d in disputes] == [(300, 400)]

@@ -14,8 +14,13 @@ from click.testing import CliRunner
 from crosspark.cli import cli
 from crosspark.clock import ManualClock
 from crosspark.platform import Platform
-from tests.integration.settlement_support import add_lot, entry, exit_of, report
+from crosspark.v1 import settlement_pb2 as pb
 from tests.support import ADMIN_TOKEN, running_platform
+from tests.support import add_settlement_lot as add_lot
+from tests.support import entry_passage as entry
+from tests.support import exit_passage as exit_of
+from tests.support import report_passages as report
+from tests.support import settlement_stub as stub
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 3, tzinfo=SH)
@@ -101,8 +106,6 @@ def test_verify_fetches_key_from_platform(platform: Platform, issued: tuple[str,
 
 
 def test_dispute_list_and_resolve(platform: Platform, issued: tuple[str, str]) -> None:
-    from crosspark.v1 import settlement_pb2 as pb
-    from tests.integration.settlement_support import stub
 
     statement = stub(platform, issued[0]).ListStatements(pb.ListStatementsRequest(lot_id="lot-a")).statements[0]
     line = pb.ReconciliationItem(

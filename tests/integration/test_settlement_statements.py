@@ -13,9 +13,15 @@ import pytest
 
 from crosspark.clock import ManualClock
 from crosspark.platform import Platform
+from crosspark.v1 import settlement_pb2 as pb
 from settlement import statement_file
-from tests.integration.settlement_support import add_lot, entry, exit_of, pb, report, stub, ts
+from tests.support import add_settlement_lot as add_lot
+from tests.support import entry_passage as entry
+from tests.support import exit_passage as exit_of
+from tests.support import report_passages as report
 from tests.support import running_platform
+from tests.support import settlement_stub as stub
+from tests.support import timestamp as ts
 
 SH = ZoneInfo("Asia/Shanghai")
 DAY = datetime(2026, 11, 3, tzinfo=SH)  # a local day of lot-a (DAILY)

@@ -196,3 +196,17 @@ def test_letter_o_as_authority_letter_is_refused() -> None:
 )
 def test_usual_colours_of_special_plates(plate: str, color: PlateColor) -> None:
     assert color in usual_colors(plate)
+
+
+@given(st.text(alphabet=PROVINCES + ALNUM + SPECIAL_SUFFIXES + "IO·", max_size=10))
+def test_the_fast_path_agrees_with_normalise_then_validate(raw: str) -> None:
+    try:
+        slow: str | None = normalize(raw)
+        validate(slow)  # type: ignore[arg-type]
+    except PlateError:
+        slow = None
+    try:
+        fast: str | None = parse(raw)
+    except PlateError:
+        fast = None
+    assert fast == slow

@@ -1,4 +1,4 @@
-"""settlement: passages, stays, tariffs, statements, signing keys, disputes.
+"""settlement: passages, stays, per-lot ingest counts, tariffs, statements, signing keys, disputes.
 
 Revision ID: 0003
 Revises: 0002
@@ -53,6 +53,12 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_stays_unstated", "stays", ["lot_id", "exit_us"], sqlite_where=UNSTATED, postgresql_where=UNSTATED
+    )
+    op.create_table(
+        "lot_ingest",
+        sa.Column("lot_id", sa.String(64), primary_key=True),
+        sa.Column("passages_received", sa.BigInteger, nullable=False),
+        sa.Column("last_received_us", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "tariffs",
@@ -144,6 +150,7 @@ def downgrade() -> None:
     op.drop_table("statements")
     op.drop_table("statement_schedule")
     op.drop_table("tariffs")
+    op.drop_table("lot_ingest")
     op.drop_index("ix_stays_unstated", table_name="stays")
     op.drop_table("stays")
     op.drop_table("passages")
