@@ -175,15 +175,19 @@ def _median_time(fn: Callable[[], Any], repeat: int) -> float:
 
 def kernel_speedups(folder: Path | None, quick: bool) -> list[dict[str, Any]]:
     """Each Cython kernel and its NumPy reference on the same real input (a dev photo at the
-    locating width and a plate cut from it), or on synthetic input without the data."""
+    locating width, its candidates, and the best one's upright cut), or on synthetic input
+    without the data."""
     import cv2
 
     from recognition_core import _locate_cy, _reference, _segment_cy, locate, segment
 
     image = None
     if folder is not None and (folder / "labels.json").is_file():
-        first = json.loads((folder / "labels.json").read_text(encoding="utf-8"))[0]
-        image = cv2.imread(str(folder / first["file"]))
+        # the first photo at least as wide as the locating width: a full-size cue map
+        for entry in json.loads((folder / "labels.json").read_text(encoding="utf-8")):
+            image = cv2.imread(str(folder / entry["file"]))
+            if image is not None and image.shape[1] >= locate.LOCATE_WIDTH:
+                break
     if image is None:
         rng = np.random.default_rng(0)
         image = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (5, 5), 0)
@@ -209,14 +213,13 @@ def kernel_speedups(folder: Path | None, quick: bool) -> list[dict[str, Any]]:
     r = max(2, gray.shape[0] // 4)
     cases: list[tuple[str, str, Callable[[], Any], Callable[[], Any]]] = [
         ("cue_maps", f"{small.shape[1]}×{small.shape[0]} photo",
-         lambda: _locate_cy.cue_maps(small, table, out_c, out_e, out_l), lambda: _reference.cue_maps(small, table)),
+         lambda: _locate_cy.cue_maps(small, table, out_c, out_e, out_l),
+         lambda: _reference.cue_maps(small, locate._COLOUR_PARAMS)),
         ("label_regions", f"{mask.shape[1]}×{mask.shape[0]} edge mask", lambda: _locate_cy.label_regions(mask, labels),
          lambda: _reference.label_regions(mask)),
         ("line_texture", f"{len(rects)} candidates",
          lambda: _locate_cy.line_texture(luma, rects, locate.TEXTURE_LINES, 8.0, 0.15),
          lambda: _reference.line_texture(luma, rects, locate.TEXTURE_LINES, 8.0, 0.15)),
-        ("row_transitions", f"{gray.shape[1]}×{gray.shape[0]} plate", lambda: _locate_cy.row_transitions(gray, 20),
-         lambda: _reference.row_transitions(gray, 20)),
         ("shear_scores", f"{ink.shape[1]}×{ink.shape[0]} ink, {len(shears)} shears",
          lambda: _locate_cy.shear_scores(ink, shears), lambda: _reference.shear_scores(ink, shears)),
         ("binarize_local", f"{gray.shape[1]}×{gray.shape[0]} plate",

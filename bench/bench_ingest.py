@@ -1,5 +1,5 @@
 """Passage ingest (ReportPassages): sustained passages/s from 10 concurrent lot streams (each keeping
-4 batches of 1000 in flight) into a real platform over loopback gRPC, every ack after its passages
+4 batches of 1000 in flight) into a real platform (its own process) over loopback gRPC, every ack after its passages
 are committed (SQLite WAL, synchronous=FULL). Baseline in the same run: raw
 ``sqlite3.executemany`` of the same rows into the same tables, one transaction per 1000-passage
 batch (the unit a lot gets acked), and, as an upper bound, everything in one transaction.
@@ -72,15 +72,33 @@ def make_batches(lot_id: str, batches: int) -> list[pb.PassageBatch]:
     return out
 
 
-def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str, float]:
+def _serve(db_url: str, data_dir: str, pipe) -> None:  # type: ignore[no-untyped-def]
+    """The platform, in its own process (as in production: lots are other processes): sends its
+    address and the lots' tokens, serves until told to stop, then sends how many passages it holds."""
     from sqlalchemy import func, select
 
     from settlement.store import PassageRow
-    from tests.support import add_settlement_lot as add_lot
-    from tests.support import channel_to, running_platform
+    from tests.support import add_settlement_lot, running_platform
 
-    with running_platform(data_dir, db_url=db_url, clock=ManualClock(NOW), scheduler=False) as platform:
-        tokens = {f"lot-{n}": add_lot(platform, f"lot-{n}", registered_at=NOW) for n in range(LOTS)}
+    with running_platform(Path(data_dir), db_url=db_url, clock=ManualClock(NOW), scheduler=False) as platform:
+        tokens = {f"lot-{n}": add_settlement_lot(platform, f"lot-{n}", registered_at=NOW) for n in range(LOTS)}
+        pipe.send((platform.address, tokens))
+        pipe.recv()
+        with platform.ctx.db.read_session() as session:
+            pipe.send(session.scalar(select(func.count()).select_from(PassageRow)) or 0)
+
+
+def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str, float]:
+    import multiprocessing
+
+    from crosspark.client import open_channel
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    server = context.Process(target=_serve, args=(db_url, str(data_dir), theirs), daemon=True)
+    server.start()
+    try:
+        address, tokens = ours.recv()
         work = {lot: make_batches(lot, batches_per_lot) for lot in tokens}
         latencies: list[float] = []
         lock = threading.Lock()
@@ -88,7 +106,7 @@ def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str,
         errors: list[BaseException] = []
 
         def stream(lot: str) -> None:
-            stub = settlement_pb2_grpc.SettlementServiceStub(channel_to(platform, tokens[lot]))
+            stub = settlement_pb2_grpc.SettlementServiceStub(open_channel(address, token=tokens[lot], insecure=True))
             sent: dict[int, float] = {}
             window = threading.Semaphore(WINDOW)
 
@@ -120,8 +138,12 @@ def run_platform(db_url: str, data_dir: Path, batches_per_lot: int) -> dict[str,
         elapsed = time.perf_counter() - started
         if errors:
             raise errors[0]
-        with platform.ctx.db.read_session() as session:
-            stored = session.scalar(select(func.count()).select_from(PassageRow)) or 0
+        ours.send("stop")
+        stored = ours.recv()
+    finally:
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
     total = LOTS * batches_per_lot * BATCH
     if stored != total:
         raise RuntimeError(f"{stored} passages stored, {total} acknowledged")

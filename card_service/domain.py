@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +27,9 @@ from crosspark.identity import PlateColor
 MAX_MONTHS = 12
 MAX_HOLDER_NAME = 64
 MAX_REQUEST_ID = 64
+MAX_CARD_ID = 40
+#: How far from the platform's clock a membership check may ask about.
+MAX_CHECK_SKEW = timedelta(days=366)
 MAX_REASON = 256
 MAX_SCOPE = 100
 MAX_LOT_NAME = 128
@@ -199,6 +202,11 @@ class CardApplication:
     start_date: date
     months: int
     scope: tuple[str, ...] = field(default=())
+
+
+def check_card_id(card_id: str, violations: list[tuple[str, str]], name: str = "card_id") -> None:
+    if not 1 <= len(card_id) <= MAX_CARD_ID:
+        violations.append((name, f"must be 1-{MAX_CARD_ID} characters"))
 
 
 def check_request_id(request_id: str, violations: list[tuple[str, str]], name: str = "request_id") -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from card_service import card_list, service
+from card_service import card_list, service, wire
 from card_service.domain import (
     Card,
     CardState,
@@ -154,32 +154,7 @@ def list_message(message: card_list.Message) -> cards_pb2.CardListMessage:
 
 
 def chunk_message(chunk: card_list.Chunk) -> cards_pb2.CardListChunk:
-    # The hot path of a snapshot (a million entries): a card list has few distinct validity
-    # instants, so each Timestamp is built once per chunk and copied into the entries.
-    entry_type = cards_pb2.CardListEntry
-    active, cancelled = cards_pb2.CARD_STATE_ACTIVE, cards_pb2.CARD_STATE_CANCELLED
-    stamps: dict[int, Timestamp] = {}
-
-    def stamp(micros: int) -> Timestamp:
-        found = stamps.get(micros)
-        if found is None:
-            seconds, rest = divmod(micros, 1_000_000)
-            found = stamps[micros] = Timestamp(seconds=seconds, nanos=rest * 1000)
-        return found
-
-    entries = [
-        entry_type(
-            vehicle_hash=e.vehicle_hash,
-            card_id=e.card_id,
-            valid_from=stamp(e.valid_from_us),
-            valid_until=stamp(e.valid_until_us),
-            state=active if e.state is CardState.ACTIVE else cancelled,
-            valid_at_lot=e.valid_at_lot,
-            version=e.version,
-        )
-        for e in chunk.entries
-    ]
-    return cards_pb2.CardListChunk(entries=entries, version=chunk.version)
+    return wire.chunk(chunk.entries, chunk.version)
 
 
 # --- servicers -----------------------------------------------------------------------------------
@@ -229,7 +204,11 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
         if violations:
             raise InvalidArgument("invalid vehicle: " + "; ".join(f"{f}: {d}" for f, d in violations), violations)
         assert color is not None
-        at = instant(request.at) if request.HasField("at") else None
+        at = None
+        if request.HasField("at"):
+            if not 0 <= request.at.seconds < 253402300800:  # years 1970-9999
+                raise InvalidArgument.field("at", "is not an instant between 1970 and 9999")
+            at = instant(request.at)
         answer = service.check_membership(self.env, request.lot_id, plate, color, at)
         self.seen.seen(request.lot_id, self.ctx.clock.now())
         reply = cards_pb2.MembershipAnswer(

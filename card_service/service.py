@@ -56,14 +56,14 @@ class CardEnv:
 
 
 def request_digest(application: CardApplication) -> str:
-    """What identifies an application's content, to tell a replay from a reused request id."""
+    """What identifies an application's content, to tell a replay from a reused request id. The
+    start date is left out: a retry of "start today" made after midnight is still the same request."""
     text = "|".join(
         [
             application.plate,
             application.color.value,
             application.holder_name,
             application.holder_phone,
-            application.start_date.isoformat(),
             str(application.months),
             ",".join(application.scope),
         ]
@@ -171,8 +171,7 @@ def renew_card(env: CardEnv, card_id: str, months: int, request_id: str) -> Card
     """Extend a card's validity by whole months, counted from its start date; idempotent on
     ``request_id``."""
     violations: list[tuple[str, str]] = []
-    if not card_id:
-        violations.append(("card_id", "is required"))
+    domain.check_card_id(card_id, violations)
     domain.check_months(months, violations)
     domain.check_request_id(request_id, violations)
     if violations:
@@ -205,8 +204,10 @@ def renew_card(env: CardEnv, card_id: str, months: int, request_id: str) -> Card
 
 def cancel_card(env: CardEnv, card_id: str, reason: str) -> Card:
     """End a card's validity now (a card already cancelled is returned unchanged)."""
-    if not card_id:
-        raise InvalidArgument.field("card_id", "is required")
+    violations: list[tuple[str, str]] = []
+    domain.check_card_id(card_id, violations)
+    if violations:
+        raise InvalidArgument(violations[0][1], violations)
     reason = domain.check_reason(reason)
     with env.db.session() as session:
         version, floor = store.lock_versions(session)
@@ -232,8 +233,12 @@ def cancel_card(env: CardEnv, card_id: str, reason: str) -> Card:
 
 
 def get_card(env: CardEnv, card_id: str) -> Card:
+    violations: list[tuple[str, str]] = []
+    domain.check_card_id(card_id, violations)
+    if violations:
+        raise InvalidArgument(violations[0][1], violations)
     with env.db.read_session() as session:
-        card = store.get_card(session, card_id) if card_id else None
+        card = store.get_card(session, card_id)
     if card is None:
         raise NotFound(f"card {card_id!r} does not exist")
     return card
@@ -293,6 +298,8 @@ class MembershipAnswer:
 def check_membership(env: CardEnv, lot_id: str, plate: str, color: PlateColor, at: datetime | None) -> MembershipAnswer:
     """Is this vehicle a monthly-card vehicle at this lot at ``at`` (default now)? (patent Fig. 2)"""
     now = env.now()
+    if at is not None and abs(at - now) > domain.MAX_CHECK_SKEW:
+        raise InvalidArgument.field("at", f"must be within {domain.MAX_CHECK_SKEW.days} days of the platform's clock")
     with env.db.reader.connect() as connection:
         version, cards = store.vehicle_at_version(connection, plate, color)
         connection.rollback()

@@ -17,7 +17,8 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output is not squeezed into 80 columns: tables keep their rows on one line.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 err_console = Console(stderr=True)
 
 

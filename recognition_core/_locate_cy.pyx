@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 # cython: language_level=3
-"""Localisation kernels: per-pixel plate cues, region labelling with moments, row texture, shear.
+"""Localisation kernels: per-pixel plate cues, region labelling with moments, line texture, shear.
 
 The pure NumPy twins live in ``recognition_core/_reference.py``; the tests hold the two equal.
 """
@@ -372,38 +372,6 @@ def line_texture(const uint8_t[:, ::1] luma, const double[:, ::1] rects, int n_l
                     res[i, k + 1] = count
     finally:
         free(buf)
-    return out
-
-
-def row_transitions(const uint8_t[:, ::1] gray, int contrast):
-    """Per row, how often the pixels cross between bright and dark around the row's mean, with a
-    hysteresis of ±``contrast`` (a row through plate characters crosses about 14 times)."""
-    cdef Py_ssize_t h = gray.shape[0], w = gray.shape[1], y, x
-    cdef long total
-    cdef int mean, state, v, count
-    out = np.zeros(h, dtype=np.int32)
-    cdef int32_t[::1] res = out
-    with nogil:
-        for y in range(h):
-            if w == 0:
-                continue
-            total = 0
-            for x in range(w):
-                total += gray[y, x]
-            mean = <int> (total / w)
-            state = -1
-            count = 0
-            for x in range(w):
-                v = gray[y, x]
-                if v > mean + contrast:
-                    if state == 0:
-                        count += 1
-                    state = 1
-                elif v < mean - contrast:
-                    if state == 1:
-                        count += 1
-                    state = 0
-            res[y] = count
     return out
 
 

@@ -11,10 +11,14 @@ import numpy as np
 N_STATS = 10
 
 
-def cue_maps(bgr: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Colour flags, vertical-edge strength and luma, as ``_locate_cy.cue_maps``."""
+def cue_maps(bgr: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour flags, vertical-edge strength and luma, as ``_locate_cy.cue_maps`` given the table
+    ``locate.colour_table(params)``: the flags of each pixel's 15-bit colour (the centre of its
+    8 × 8 × 8 cell) straight from the colour rules, no table."""
+    from recognition_core.locate import colour_flags
+
     b, g, r = (bgr[..., i].astype(np.int32) for i in range(3))
-    flags = table[((b >> 3) << 10) | ((g >> 3) << 5) | (r >> 3)]
+    flags = colour_flags((b >> 3) * 8 + 4, (g >> 3) * 8 + 4, (r >> 3) * 8 + 4, params)
     luma = (29 * b + 150 * g + 77 * r) >> 8
     edge = np.zeros(bgr.shape[:2], dtype=np.uint8)
     if luma.shape[0] >= 3 and luma.shape[1] >= 3:
@@ -105,19 +109,6 @@ def _crossings(state: np.ndarray) -> np.ndarray:
     np.maximum.accumulate(idx, axis=1, out=idx)
     filled = np.where(idx >= 0, np.take_along_axis(state, np.maximum(idx, 0), axis=1), -1)
     return ((filled[:, 1:] != filled[:, :-1]) & (filled[:, :-1] >= 0)).sum(axis=1)
-
-
-def row_transitions(gray: np.ndarray, contrast: int) -> np.ndarray:
-    """Bright/dark crossings per row with hysteresis, as ``_locate_cy.row_transitions``."""
-    h, w = gray.shape
-    if w == 0:
-        return np.zeros(h, dtype=np.int32)
-    g = gray.astype(np.int64)
-    mean = (g.sum(axis=1) // w)[:, None]
-    state = np.full((h, w), -1, dtype=np.int64)
-    state[g > mean + contrast] = 1
-    state[g < mean - contrast] = 0
-    return _crossings(state).astype(np.int32)
 
 
 def shear_scores(binary: np.ndarray, shears: np.ndarray) -> np.ndarray:

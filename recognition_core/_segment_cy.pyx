@@ -25,7 +25,7 @@ def binarize_local(const uint8_t[:, ::1] gray, int rx, int ry, double offset_fra
     A row through a plate's characters starts about two strokes per character.
     """
     cdef Py_ssize_t h = gray.shape[0], w = gray.shape[1], y, x, x0, x1, y0, y1, xa, xb, cy0, cy1
-    cdef int32_t total, area, count, cur, prev, offset, lo, hi, rows_in
+    cdef int32_t total, area, count, offset, lo, hi, rows_in
     cdef int64_t seen, n_lo, n_hi, n_sub
     cdef int64_t hist[256]
     cdef const uint8_t* g
@@ -115,12 +115,10 @@ def binarize_local(const uint8_t[:, ::1] gray, int rx, int ry, double offset_fra
                 total = prefix[x1] - prefix[x0]
                 area = rows_in * <int32_t> (x1 - x0)
                 k[x] = g[x] * area > total + offset * area
-            count = 0
-            prev = 0
-            for x in range(w):
-                cur = k[x]
-                count += cur & (prev ^ 1)
-                prev = cur
+            # a stroke starts where ink follows background (k is 0/1): a vectorisable sum
+            count = k[0]
+            for x in range(1, w):
+                count += k[x] > k[x - 1]
             rows[y] = count
     free(colsum)
     free(prefix)

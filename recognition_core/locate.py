@@ -1,18 +1,21 @@
-"""Plate localisation (车牌定位): colour and edge cues → candidate regions → verification → deskew.
+"""Plate localisation (车牌定位): colour and edge cues → candidate regions → verification → upright cut.
 
-The photo is scaled down to at most ``LOCATE_WIDTH`` pixels wide; one Cython pass
-(``_locate_cy.cue_maps``) gives every pixel its plate-colour flags and its vertical-edge strength.
-Two kinds of candidate come out of those maps:
+The photo is scaled down to about ``LOCATE_WIDTH`` pixels wide (``shrink``); one Cython pass
+(``_locate_cy.cue_maps``) gives every pixel its plate-colour flags, its vertical-edge strength and
+its luma. Two kinds of candidate come out of those maps:
 
-* colour: pixels of one plate background colour (blue, yellow, green), closed over the character
-  strokes, labelled into regions;
-* edges: dense vertical edges (a row of characters) closed horizontally into bars, labelled; this
-  finds white and black plates and coloured plates whose colour merges with the car body.
+* colour: pixels of one plate background colour (blue, yellow, green) near character strokes,
+  closed over the strokes and labelled into regions;
+* edges: dense vertical edges (a row of characters), at the photo's own edge threshold and at half
+  of it (dim plates), closed horizontally into bars and labelled; this finds white and black
+  plates, and coloured plates whose colour runs into the car body.
 
-Each region's moments give a rotated rectangle (centre, long and short side, angle); rectangles with
-a plate's proportions are kept, cut out of the full-resolution photo upright (``plate_crop``), and
-the characters' lean is removed with a shear (``deskew``). The recogniser has the last word: a
-candidate is a plate when its characters read as a valid plate.
+Each region's moments give a rotated rectangle (centre, long and short side, angle). Rectangles
+with a plate's proportions are scored on character texture, the bright/dark crossings along lines
+through their middle (``_locate_cy.line_texture``); the best are cut upright out of the
+full-resolution photo (``plate_crop``), where segmentation levels and shears them
+(``estimate_shear``). The recogniser has the last word: a candidate is a plate when its characters
+read as a valid plate.
 """
 
 from __future__ import annotations

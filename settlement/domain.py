@@ -18,6 +18,7 @@ EXIT = 2
 FLAG_EXIT_WITHOUT_ENTRY = 3
 FLAG_CARD_ENDED_IN_STAY = 6
 MAX_FUTURE_US = 5 * 60 * 1_000_000
+EARLIEST_US = 946_684_800 * 1_000_000  # 2000-01-01T00:00Z: anything earlier is a broken lot clock
 MAX_ID_LENGTH = 64
 MAX_BATCH = 1000
 COLORS = frozenset({"blue", "yellow", "black", "white", "green", "yellow_green", "blue_white"})
@@ -25,7 +26,9 @@ COLORS = frozenset({"blue", "yellow", "black", "white", "green", "yellow_green",
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-class Ack(enum.Enum):
+class Ack(enum.IntEnum):
+    """A passage's ack; the numbers are crosspark.v1.AckResult's."""
+
     ACCEPTED = 1
     DUPLICATE = 2
     REJECTED = 3
@@ -109,7 +112,7 @@ def identity_problem(plate: str, color: str) -> str:
 
 def check_passage(p: Passage, lot_id: str, now_us: int) -> str:
     """Rules that need nothing but the passage itself; the reason it is refused, or ""."""
-    if not is_passage_id(p.passage_id):
+    if _UUID.fullmatch(p.passage_id) is None:
         return "passage_id is not a canonical lower-case UUID"
     if p.lot_id != lot_id:
         return f"passage belongs to lot {p.lot_id!r}; this stream reports lot {lot_id!r}"
@@ -120,8 +123,8 @@ def check_passage(p: Passage, lot_id: str, now_us: int) -> str:
     problem = identity_problem(p.plate, p.color)
     if problem:
         return problem
-    if p.occurred_us <= 0:
-        return "occurred_at is missing"
+    if p.occurred_us < EARLIEST_US:
+        return "occurred_at is missing or before 2000-01-01"
     ahead = p.occurred_us - now_us
     if ahead > MAX_FUTURE_US:
         return f"occurred_at is {ahead // 1_000_000} s in the platform's future (at most 300 s allowed)"
@@ -137,11 +140,9 @@ def check_passage(p: Passage, lot_id: str, now_us: int) -> str:
             if p.has(FLAG_EXIT_WITHOUT_ENTRY)
             else "exit without entry_passage_id (and not flagged EXIT_WITHOUT_ENTRY)"
         )
-    if not is_passage_id(p.entry_passage_id):
-        return "entry_passage_id is not a canonical lower-case UUID"
     if p.stay_id not in ("", p.entry_passage_id):
         return "an exit's stay_id must be its entry_passage_id"
-    if p.has(FLAG_CARD_ENDED_IN_STAY) and p.card_valid_until_us is None:
+    if p.flags & _CARD_ENDED and p.card_valid_until_us is None:
         return "flagged CARD_ENDED_IN_STAY without card_valid_until"
     return ""
 
@@ -150,7 +151,7 @@ def decide(
     passages: Sequence[Passage],
     lot_id: str,
     now_us: int,
-    held: dict[str, HeldEntry],
+    held: dict[str, HeldEntry | Passage],
     closed_stays: set[str],
 ) -> list[Decision]:
     """Decide every passage of a batch (acks in the batch's order).
@@ -160,17 +161,27 @@ def decide(
     Entries are decided first, so an exit finds an entry reported in the same batch whatever their
     order. Both arguments are updated with what this batch adds."""
     decisions: list[Decision | None] = [None] * len(passages)
-    for order in (ENTRY, EXIT):
-        for i, p in enumerate(passages):
-            if p.direction != order and not (order == EXIT and p.direction not in (ENTRY, EXIT)):
-                continue
+    later = []
+    for i, p in enumerate(passages):
+        if p.direction == ENTRY:
             decisions[i] = _decide_one(p, lot_id, now_us, held, closed_stays)
-    return [d for d in decisions if d is not None]
+        else:
+            later.append(i)
+    for i in later:
+        decisions[i] = _decide_one(passages[i], lot_id, now_us, held, closed_stays)
+    return decisions  # type: ignore[return-value]
 
 
-def _decide_one(p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry], closed_stays: set[str]) -> Decision:
+_DUPLICATE = Decision(Ack.DUPLICATE)
+_ACCEPTED = Decision(Ack.ACCEPTED)
+_CARD_ENDED = 1 << FLAG_CARD_ENDED_IN_STAY
+
+
+def _decide_one(
+    p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry | Passage], closed_stays: set[str]
+) -> Decision:
     if p.passage_id in held:
-        return Decision(Ack.DUPLICATE)
+        return _DUPLICATE
     reason = check_passage(p, lot_id, now_us)
     if reason:
         return Decision(Ack.REJECTED, reason)
@@ -178,6 +189,8 @@ def _decide_one(p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry]
     if p.direction == EXIT and p.entry_passage_id:
         entry = held.get(p.entry_passage_id)
         if entry is None:
+            if not is_passage_id(p.entry_passage_id):
+                return Decision(Ack.REJECTED, "entry_passage_id is not a canonical lower-case UUID")
             return Decision(Ack.REJECTED, f"entry passage {p.entry_passage_id} is unknown to the platform")
         if entry.direction != ENTRY or entry.lot_id != lot_id:
             return Decision(Ack.REJECTED, f"passage {p.entry_passage_id} is not an entry of lot {lot_id!r}")
@@ -188,7 +201,7 @@ def _decide_one(p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry]
         card_id = p.card_id or entry.card_id
         if card_id:
             settle_to = p.occurred_us
-            if p.has(FLAG_CARD_ENDED_IN_STAY) and p.card_valid_until_us is not None:
+            if p.flags & _CARD_ENDED and p.card_valid_until_us is not None:
                 settle_to = min(max(p.card_valid_until_us, entry.occurred_us), p.occurred_us)
             stay = Stay(
                 stay_id=p.entry_passage_id,
@@ -204,5 +217,5 @@ def _decide_one(p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry]
                 flags=p.flags,
             )
         closed_stays.add(p.entry_passage_id)
-    held[p.passage_id] = HeldEntry(lot_id, p.direction, p.occurred_us, p.card_id, p.plate, p.color)
-    return Decision(Ack.ACCEPTED, stay=stay)
+    held[p.passage_id] = p  # a Passage has every field of a HeldEntry
+    return _ACCEPTED if stay is None else Decision(Ack.ACCEPTED, stay=stay)

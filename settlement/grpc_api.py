@@ -18,7 +18,7 @@ from crosspark.rpc import principal_of
 from crosspark.server import Registration
 from crosspark.v1 import common_pb2, settlement_pb2, settlement_pb2_grpc
 from settlement import issuing, service
-from settlement.domain import MAX_BATCH, Ack, Passage
+from settlement.domain import MAX_BATCH, Passage
 from settlement.ingest import PassageIngest
 from settlement.store import DisputeRow, StatementRow
 from settlement.tariff import Band, Tariff, TariffError, TariffKind
@@ -65,11 +65,6 @@ _DISPUTE_STATES = {
     "REJECTED": pb.DISPUTE_STATE_REJECTED,
 }
 _DISPUTE_STATE_NAMES = {code: name for name, code in _DISPUTE_STATES.items()}
-_ACKS = {
-    Ack.ACCEPTED: pb.ACK_RESULT_ACCEPTED,
-    Ack.DUPLICATE: pb.ACK_RESULT_DUPLICATE,
-    Ack.REJECTED: pb.ACK_RESULT_REJECTED,
-}
 #: How often a WatchStatements stream looks for statements other replicas issued.
 WATCH_POLL_SECONDS = 1.0
 
@@ -100,21 +95,21 @@ def passage_of(message: pb.Passage, lot_id: str) -> Passage:
     flags = 0
     for flag in message.flags:
         flags |= 1 << flag
-    return Passage(
-        passage_id=message.passage_id,
-        lot_id=message.lot_id or lot_id,
-        gate_id=message.gate_id,
-        direction=message.direction,
-        plate=vehicle.plate,
-        color=_COLOR_NAMES.get(vehicle.color, ""),
-        source=_SOURCE_NAMES.get(vehicle.source, "manual"),
-        occurred_us=occurred.seconds * 1_000_000 + occurred.nanos // 1000,
-        card_id=message.card_id,
-        stay_id=message.stay_id,
-        entry_passage_id=message.entry_passage_id,
-        flags=flags,
-        membership_answer_id=message.membership_answer_id,
-        card_valid_until_us=_us(message.card_valid_until) if message.HasField("card_valid_until") else None,
+    return Passage(  # positional: this runs for every passage ingested
+        message.passage_id,
+        message.lot_id or lot_id,
+        message.gate_id,
+        message.direction,
+        vehicle.plate,
+        _COLOR_NAMES.get(vehicle.color, ""),
+        _SOURCE_NAMES.get(vehicle.source, "manual"),
+        occurred.seconds * 1_000_000 + occurred.nanos // 1000,
+        message.card_id,
+        message.stay_id,
+        message.entry_passage_id,
+        flags,
+        message.membership_answer_id,
+        _us(message.card_valid_until) if message.HasField("card_valid_until") else None,
     )
 
 
@@ -226,7 +221,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             yield pb.PassageAckBatch(
                 batch_seq=batch.batch_seq,
                 acks=[
-                    pb.PassageAck(passage_id=message.passage_id, result=_ACKS[d.ack], reason=d.reason)
+                    pb.PassageAck(passage_id=message.passage_id, result=d.ack, reason=d.reason)  # type: ignore[arg-type]
                     for message, d in zip(batch.passages, decisions, strict=True)
                 ],
             )

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, select, update
 from crosspark.clock import Clock
 from crosspark.db import Database
 from crosspark.errors import Unavailable
-from settlement.domain import EXIT, Ack, Decision, HeldEntry, Passage, decide
+from settlement.domain import EXIT, Ack, Decision, HeldEntry, Passage, Stay, decide
 from settlement.store import PassageRow, StayRow, from_us, to_us
 
 log = structlog.get_logger("settlement.ingest")
@@ -124,44 +124,10 @@ class PassageIngest:
                     if decision.ack is not Ack.ACCEPTED:
                         continue
                     accepted[p.lot_id] = accepted.get(p.lot_id, 0) + 1
-                    passage_rows.append(
-                        (
-                            p.passage_id,
-                            p.lot_id,
-                            p.gate_id,
-                            p.direction,
-                            p.plate,
-                            p.color,
-                            p.source,
-                            p.card_id,
-                            p.stay_id or (p.passage_id if p.direction != EXIT else ""),
-                            p.entry_passage_id,
-                            p.flags,
-                            p.membership_answer_id,
-                            p.occurred_us,
-                            p.card_valid_until_us,
-                            now_us,
-                        )
-                    )
-                    stay = decision.stay
-                    if stay is not None:
-                        stay_rows.append(
-                            (
-                                stay.stay_id,
-                                stay.lot_id,
-                                stay.card_id,
-                                stay.plate,
-                                stay.color,
-                                stay.entry_us,
-                                stay.exit_us,
-                                stay.settle_to_us,
-                                stay.entry_passage_id,
-                                stay.exit_passage_id,
-                                stay.flags,
-                                now_us,
-                            )
-                        )
-                        lots_with_stays.add(stay.lot_id)
+                    passage_rows.append(_passage_row(p, now_us))
+                    if decision.stay is not None:
+                        stay_rows.append(_stay_row(decision.stay, now_us))
+                        lots_with_stays.add(p.lot_id)
             self._insert_passages(conn, passage_rows)
             self._insert_stays(conn, stay_rows)
             _record_outboxes(conn, jobs, now_us)
@@ -169,37 +135,33 @@ class PassageIngest:
         return lots_with_stays
 
 
+# fmt: off
 PASSAGE_COLUMNS = (
-    "passage_id",
-    "lot_id",
-    "gate_id",
-    "direction",
-    "plate",
-    "color",
-    "source",
-    "card_id",
-    "stay_id",
-    "entry_passage_id",
-    "flags",
-    "membership_answer_id",
-    "occurred_us",
-    "card_valid_until_us",
-    "received_us",
+    "passage_id", "lot_id", "gate_id", "direction", "plate", "color", "source", "card_id", "stay_id",
+    "entry_passage_id", "flags", "membership_answer_id", "occurred_us", "card_valid_until_us", "received_us",
 )
 STAY_COLUMNS = (
-    "stay_id",
-    "lot_id",
-    "card_id",
-    "plate",
-    "color",
-    "entry_us",
-    "exit_us",
-    "settle_to_us",
-    "entry_passage_id",
-    "exit_passage_id",
-    "flags",
-    "received_us",
+    "stay_id", "lot_id", "card_id", "plate", "color", "entry_us", "exit_us", "settle_to_us", "entry_passage_id",
+    "exit_passage_id", "flags", "received_us",
 )
+
+
+def _passage_row(p: Passage, received_us: int) -> tuple[object, ...]:
+    """A ``passages`` row, in PASSAGE_COLUMNS order."""
+    stay_id = p.stay_id or (p.passage_id if p.direction != EXIT else "")
+    return (
+        p.passage_id, p.lot_id, p.gate_id, p.direction, p.plate, p.color, p.source, p.card_id, stay_id,
+        p.entry_passage_id, p.flags, p.membership_answer_id, p.occurred_us, p.card_valid_until_us, received_us,
+    )
+
+
+def _stay_row(stay: Stay, received_us: int) -> tuple[object, ...]:
+    """A ``stays`` row, in STAY_COLUMNS order."""
+    return (
+        stay.stay_id, stay.lot_id, stay.card_id, stay.plate, stay.color, stay.entry_us, stay.exit_us,
+        stay.settle_to_us, stay.entry_passage_id, stay.exit_passage_id, stay.flags, received_us,
+    )
+# fmt: on
 
 
 class _MultiRowInsert:
@@ -253,10 +215,10 @@ class _MultiRowInsert:
             cursor.close()
 
 
-def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry]:
+def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry | Passage]:
     """What the platform holds of these passage ids (raw SQL: the list is thousands long)."""
     postgresql = conn.dialect.name == "postgresql"
-    held: dict[str, HeldEntry] = {}
+    held: dict[str, HeldEntry | Passage] = {}
     ordered = list(ids)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     columns = "passage_id, lot_id, direction, occurred_us, card_id, plate, color"

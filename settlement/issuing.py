@@ -75,7 +75,7 @@ def issue_due(
     """Issue every statement that is due at ``as_of`` (for one lot or all); returns those issued.
     ``now`` is the issuing instant written into the files."""
     lots = _lots(db, lot_id)
-    pending = _lots_with_pending_work(db)
+    pending = _lots_with_pending_work(db, [lot.lot_id for lot in lots if lot.period is SettlementPeriod.PER_EXIT])
     with db.read_session() as session:
         schedule = session.execute(select(StatementScheduleRow.lot_id, StatementScheduleRow.issued_through))
         issued_through = {lot: through for lot, through in schedule}
@@ -91,13 +91,26 @@ def issue_due(
     return issued
 
 
-def _lots_with_pending_work(db: Database) -> set[str]:
+def _lots_with_pending_work(db: Database, lot_ids: list[str]) -> set[str]:
+    """Of these (PER_EXIT) lots, those with a stay or an accepted dispute no statement carries yet."""
+    if not lot_ids:
+        return set()
     with db.read_session() as session:
-        lots = set(session.scalars(select(StayRow.lot_id).where(StayRow.statement_seq.is_(None)).distinct()))
+        lots = {
+            lot_id
+            for lot_id in lot_ids
+            if session.scalar(
+                select(StayRow.stay_id).where(StayRow.lot_id == lot_id, StayRow.statement_seq.is_(None)).limit(1)
+            )
+        }
         lots.update(
             session.scalars(
                 select(DisputeRow.lot_id)
-                .where(DisputeRow.state == "ACCEPTED", DisputeRow.adjusted_in_statement_id.is_(None))
+                .where(
+                    DisputeRow.lot_id.in_(lot_ids),
+                    DisputeRow.state == "ACCEPTED",
+                    DisputeRow.adjusted_in_statement_id.is_(None),
+                )
                 .distinct()
             )
         )

@@ -53,6 +53,7 @@ def run_demo(*, results: Path, seed: int, speed: float, visits_per_lot_day: int,
                 f"{len(plan.cards)} monthly cards applied; {len(evidence.photos)} gate photos and "
                 f"{len(evidence.frames)} ETC frames generated."
             )
+            run.start_month()
             traffic = progress.add_task("month of traffic (gate events)", total=len(plan.events))
             _play_month(run, evidence, summaries, progress, traffic)
             settle = progress.add_task("statements and reconciliation", total=None)
@@ -92,10 +93,9 @@ def _play_month(run: DemoRun, evidence: Evidence, summaries: dict[str, LotSummar
                 task: object) -> None:
     plan, clock = run.plan, run.clock
     assert clock is not None and run.platform is not None
-    platform_down = False
-    corrupted = None
+    platform_down = outage_over = False
     for at, kind, visit in plan.events:
-        if not platform_down and at >= plan.outage[0]:
+        if not platform_down and not outage_over and at >= plan.outage[0]:
             run.platform.stop()
             platform_down = True
             corrupted = corrupt_platform_fee(run.root / "platform" / "platform.db", plan.wrong_fee_visit)
@@ -106,15 +106,15 @@ def _play_month(run: DemoRun, evidence: Evidence, summaries: dict[str, LotSummar
             )
         if platform_down and at >= plan.outage[1]:
             run.platform.start()
-            platform_down = False
+            platform_down, outage_over = False, True
             run.notes.append(f"Platform restarted at {plan.outage[1]:%m-%d %H:%M}; the lots' outboxes drained.")
         delay = (at - clock.now()).total_seconds() / clock.factor
         if delay > 0:
             time.sleep(delay)
         runtime = run.lots[visit.lot_id]
         assert runtime.gate is not None
-        summary = summaries[visit.lot_id]
         decision = runtime.gate.Pass(evidence.request(runtime.plan, visit, kind, at), timeout=30)
+        summary = summaries[visit.lot_id]
         summary.visits += 1
         day = at.astimezone(TZ).date()
         summary.daily_visits[day] = summary.daily_visits.get(day, 0) + 1
@@ -167,18 +167,23 @@ _DONE = {
 
 
 def _all_checked(run: DemoRun, until: datetime) -> bool:
-    """Every lot's statements up to ``until`` are issued and checked by the lot."""
+    """Every lot's outbox is empty, and every statement of a period that began before ``until``
+    is issued and checked by its lot (statements of later periods keep coming: the clock runs)."""
     for lot_id, runtime in run.lots.items():
         assert runtime.gate is not None
         status = runtime.gate.Status(gate_pb2.GateStatusRequest(), timeout=10)
         if status.outbox_depth:
             return False
-        statements = _statements(run, lot_id)
+        statements = [s for s in _statements(run, lot_id) if s.period_from.ToDatetime(UTC) < until]
         if any(s.status not in _DONE for s in statements):
             return False
         if runtime.plan.period != "PER_EXIT" and not any(s.period_to.ToDatetime(UTC) >= until for s in statements):
             return False
     return True
+
+
+def _checked(run: DemoRun, lot_id: str, statement_id: str) -> bool:
+    return any(s.statement_id == statement_id and s.status in _DONE for s in _statements(run, lot_id))
 
 
 def _settle(run: DemoRun, summaries: dict[str, LotSummary], progress: Progress, task: object) -> bool:
@@ -189,6 +194,7 @@ def _settle(run: DemoRun, summaries: dict[str, LotSummary], progress: Progress, 
     while not _all_checked(run, month_end.astimezone(UTC)):
         if time.monotonic() > deadline:
             run.notes.append("Timed out waiting for the month's statements to be issued and reconciled.")
+            _collect(run, summaries)
             return False
         time.sleep(0.5)
     progress.update(task, description="disputes")  # type: ignore[arg-type]
@@ -219,12 +225,13 @@ def _settle(run: DemoRun, summaries: dict[str, LotSummary], progress: Progress, 
     while disputes:
         listing = run.settlement.ListDisputes(settlement_pb2.ListDisputesRequest(), timeout=30).disputes
         adjusted = {d.dispute_id: d.adjusted_in_statement_id for d in listing}
-        if all(adjusted.get(d.dispute_id) for d in disputes) and _all_checked(run, month_end.astimezone(UTC)):
+        if all(adjusted.get(d.dispute_id) and _checked(run, d.lot_id, adjusted[d.dispute_id]) for d in disputes):
             for d in disputes:
                 run.notes.append(f"Adjustment for dispute {d.dispute_id} carried in {adjusted[d.dispute_id]}.")
             break
         if time.monotonic() > deadline:
             run.notes.append("Timed out waiting for the adjustment statement.")
+            _collect(run, summaries)
             return False
         time.sleep(0.5)
     _collect(run, summaries)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import socket
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,11 +79,11 @@ class DemoRun:
     def start_platform(self) -> None:
         self.tls = ensure_dev_tls(self.root / "tls")
         self.platform_port = _free_port()
-        # The month is played fast: every process reads one clock, ``speed`` times real time, that
-        # reaches the month's start a little after the processes are up.
-        lead = timedelta(hours=3)
-        self.clock = ScaledClock(self.plan.month_start - lead, self.speed, epoch=time.time() + 8.0)
-        self.clock_spec = f"scaled:{self.clock.start.isoformat()}:{self.speed}:{self.clock.epoch}"
+        # The month is played fast: every process reads one clock, ``speed`` times real time. It
+        # stands still a little before the month while everything is set up; ``start_month`` fires it.
+        lead = timedelta(hours=2)
+        self.clock = ScaledClock(self.plan.month_start - lead, self.speed, epoch_file=self.root / "clock.epoch")
+        self.clock_spec = self.clock.spec
         self.platform = ServiceProcess(
             "platform",
             [
@@ -161,6 +160,10 @@ class DemoRun:
             address = runtime.process.start()
             port = address.rsplit(":", 1)[1]
             runtime.gate = gate_pb2_grpc.GateServiceStub(open_channel(f"127.0.0.1:{port}", ca_cert=self.tls.ca_cert))
+
+    def start_month(self) -> None:
+        assert self.clock is not None
+        self.clock.fire()
 
     def stop_all(self) -> None:
         for runtime in self.lots.values():

@@ -355,3 +355,12 @@ def test_overlap_is_refused_on_every_backend(db_url: str, tmp_path: Path) -> Non
 def test_now_moves_with_the_platform_clock(clock: ManualClock, cards: cards_pb2_grpc.CardServiceStub) -> None:
     clock.advance(timedelta(days=2))
     assert apply(cards, start_date="").start_date == "2026-11-26"
+
+
+def test_a_check_far_from_the_platform_clock_is_invalid(platform: Platform) -> None:
+    lot = lot_stub(platform, "lot-a")
+    assert code_of(check, lot, "lot-a", "粤B12345", BLUE, NOW + timedelta(days=400)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_overlong_card_id_is_invalid(cards: cards_pb2_grpc.CardServiceStub) -> None:
+    assert code_of(cards.GetCard, cards_pb2.GetCardRequest(card_id="c" * 41)) == grpc.StatusCode.INVALID_ARGUMENT

@@ -130,3 +130,13 @@ def test_a_lot_acts_only_as_itself() -> None:
     require_lot(ADMIN, "lot-2")
     with pytest.raises(PermissionDenied, match="may not act for lot 'lot-2'"):
         require_lot(Principal(Role.LOT, "lot-1"), "lot-2")
+
+
+def test_scaled_clock_with_epoch_file_stands_still_until_fired(tmp_path: Path) -> None:
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    clock = ScaledClock(start, 3600.0, epoch_file=tmp_path / "epoch")
+    other = parse_clock(clock.spec)  # what another process is given
+    assert clock.now() == start and other.now() == start
+    clock.fire(delay=-10.0)  # as if fired ten real seconds ago: ten simulated hours have passed
+    assert other.now() >= start + timedelta(hours=10)
+    assert clock.now() >= start + timedelta(hours=10)

@@ -99,3 +99,7 @@ def test_rejected_passage_is_not_remembered_as_held() -> None:
     bad = entry(plate="nonsense")
     decide([bad], "lot-a", NOW, held, set())
     assert bad.passage_id not in held
+
+
+def test_passage_from_a_broken_clock_is_rejected() -> None:
+    assert "2000-01-01" in check_passage(entry(at=5), "lot-a", NOW)
