@@ -237,6 +237,55 @@ def _entry_records(entries: Iterable[Any]) -> list[tuple[bytes, bytes, int, int,
     return records
 
 
+class _Builder:
+    """Columns of a snapshot being received, filled in place (grown by doubling if the snapshot
+    holds more entries than it announced)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 0
+        self.columns = _columns([])
+        self._grow(max(capacity, 1024), width=40)
+
+    def _grow(self, capacity: int, width: int) -> None:
+        old, n = self.columns, self.size
+
+        def resized(array: np.ndarray, dtype: Any = None, shape: tuple[int, ...] = ()) -> np.ndarray:
+            fresh = np.zeros((capacity, *shape), dtype=dtype or array.dtype)
+            fresh[:n] = array[:n]
+            return fresh
+
+        self.columns = CardCacheState(
+            0, resized(old.hashes, shape=(HASH_BYTES,)), resized(old.card_ids, f"S{width}"),
+            resized(old.valid_from_us), resized(old.valid_until_us), resized(old.states), resized(old.valid_at_lot),
+            resized(old.versions),
+        )
+
+    def add(self, part: CardCacheState) -> None:
+        n, k = self.size, len(part)
+        c = self.columns
+        width = max(c.card_ids.dtype.itemsize, part.card_ids.dtype.itemsize)
+        if n + k > len(c.card_ids) or width > c.card_ids.dtype.itemsize:
+            self._grow(max(2 * len(c.card_ids), n + k), width)
+            c = self.columns
+        c.hashes[n : n + k] = part.hashes
+        c.card_ids[n : n + k] = part.card_ids
+        c.valid_from_us[n : n + k] = part.valid_from_us
+        c.valid_until_us[n : n + k] = part.valid_until_us
+        c.states[n : n + k] = part.states
+        c.valid_at_lot[n : n + k] = part.valid_at_lot
+        c.versions[n : n + k] = part.versions
+        self.size = n + k
+
+    def state(self, version: int) -> CardCacheState:
+        c, n = self.columns, self.size
+        ids = c.card_ids[:n]
+        width = max(int(np.char.str_len(ids).max()) if n else 1, 1)
+        return CardCacheState(
+            version, c.hashes[:n], ids.astype(f"S{width}"), c.valid_from_us[:n], c.valid_until_us[:n], c.states[:n],
+            c.valid_at_lot[:n], c.versions[:n],
+        )
+
+
 class CardCache:
     """The card list one lot holds, at ``version``. Thread-safe: the stream applies while gates look up."""
 
@@ -247,8 +296,7 @@ class CardCache:
         self._table = _Table.empty()
         self._overlay: dict[bytes, dict[str, CachedCard]] = {}
         self._overlay_size = 0
-        self._building: list[CardCacheState] | None = None
-        self._building_version = 0
+        self._building: _Builder | None = None
         self._lock = threading.RLock()
 
     # --- reading ---------------------------------------------------------------------------------
@@ -290,12 +338,12 @@ class CardCache:
         """Apply one ``crosspark.v1.CardListMessage``."""
         body = message.WhichOneof("body")
         if body == "snapshot_begin":
-            self.begin_snapshot(message.snapshot_begin.version)
+            self.begin_snapshot(message.snapshot_begin.version, message.snapshot_begin.entry_count)
             return Applied(body, self.version, [])
         if body == "chunk":
             records = _entry_records(message.chunk.entries)
             if self._building is not None:
-                self._building.append(_columns(records))
+                self._building.add(_columns(records))
                 return Applied("snapshot_chunk", self.version, [])
             return Applied("delta", self.version, self._apply_delta(records, message.chunk.version))
         if body == "snapshot_end":
@@ -308,21 +356,21 @@ class CardCache:
             return Applied("heartbeat", self.version, [])
         raise ValueError(f"unknown card-list message {body!r}")
 
-    def begin_snapshot(self, version: int) -> None:
-        """A snapshot starts: it is built aside; lookups keep using the current list."""
-        self._building = []
-        self._building_version = version
+    def begin_snapshot(self, version: int, entry_count: int = 0) -> None:
+        """A snapshot starts: it is built aside (in arrays sized for ``entry_count`` cards, so the
+        peak stays near the table's own size); lookups keep using the current list."""
+        self._building = _Builder(entry_count)
 
     def end_snapshot(self, version: int) -> None:
         """Swap in the snapshot just received; the cache now holds every card up to ``version``."""
         if self._building is None:
             raise ValueError("snapshot_end without snapshot_begin")
-        table = _Table(_concat(self._building, version))
+        table = _Table(self._building.state(version))
+        self._building = None
         with self._lock:
             self._table = table
             self._overlay, self._overlay_size = {}, 0
             self.version = version
-            self._building = None
 
     def _apply_delta(
         self, records: Sequence[tuple[bytes, bytes, int, int, int, bool, int]], version: int

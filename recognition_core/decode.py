@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from crosspark.plate import ALPHABET, DIGITS, LETTERS, NEW_ENERGY_MARKS, PROVINCES, SPECIAL_SUFFIXES, validate
+from crosspark.plate import (
+    ALPHABET,
+    CROSS_BORDER_PREFIX,
+    CROSS_BORDER_SUFFIXES,
+    DIGITS,
+    LETTERS,
+    NEW_ENERGY_MARKS,
+    PROVINCES,
+    SPECIAL_SUFFIXES,
+    is_valid,
+)
 
 _INDEX = {ch: i for i, ch in enumerate(ALPHABET)}
 
@@ -25,11 +35,18 @@ _LETTER = _mask(LETTERS)
 _ALNUM = _mask(LETTERS + DIGITS)
 _DIGIT = _mask(DIGITS)
 _MARK = _mask(NEW_ENERGY_MARKS)
-_LAST = _mask(LETTERS + DIGITS + SPECIAL_SUFFIXES)
+_LAST = _mask(LETTERS + DIGITS + "".join(c for c in SPECIAL_SUFFIXES if c not in CROSS_BORDER_SUFFIXES))
 
-#: Slot masks of every plate form, by length: regular (7), small and large new-energy (8).
+_CROSS_PROVINCE, _CROSS_OFFICE = _mask(CROSS_BORDER_PREFIX[0]), _mask(CROSS_BORDER_PREFIX[1])
+_CROSS_SUFFIX = _mask(CROSS_BORDER_SUFFIXES)
+
+#: Slot masks of every plate form, by length: regular and cross-border (粤Z…港/澳) with 7, small and
+#: large new-energy with 8.
 _FORMS: dict[int, tuple[np.ndarray, ...]] = {
-    7: (np.stack([_PROVINCE, _LETTER, _ALNUM, _ALNUM, _ALNUM, _ALNUM, _LAST]),),
+    7: (
+        np.stack([_PROVINCE, _LETTER, _ALNUM, _ALNUM, _ALNUM, _ALNUM, _LAST]),
+        np.stack([_CROSS_PROVINCE, _CROSS_OFFICE, _ALNUM, _ALNUM, _ALNUM, _ALNUM, _CROSS_SUFFIX]),
+    ),
     8: (
         np.stack([_PROVINCE, _LETTER, _MARK, _ALNUM, _DIGIT, _DIGIT, _DIGIT, _DIGIT]),
         np.stack([_PROVINCE, _LETTER, _DIGIT, _DIGIT, _DIGIT, _DIGIT, _DIGIT, _MARK]),
@@ -50,18 +67,14 @@ def best_plate(proba: np.ndarray) -> tuple[str, float] | None:
     if forms is None:
         return None
     proba = np.clip(np.nan_to_num(proba, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    best: tuple[float, str, float] | None = None
+    candidates = []
     for masks in forms:
-        allowed = np.where(masks, proba, -1.0)
-        choice = allowed.argmax(axis=1)
+        choice = np.where(masks, proba, -1.0).argmax(axis=1)
         chosen = proba[np.arange(len(choice)), choice]
-        if chosen.min() <= 0.0:
-            continue
-        score = float(np.log(chosen).sum())
-        if best is None or score > best[0]:
-            best = (score, "".join(ALPHABET[i] for i in choice), float(chosen.min()))
-    if best is None:
-        return None
-    _, plate, confidence = best
-    validate(plate)
-    return plate, confidence
+        if chosen.min() > 0.0:
+            plate = "".join(ALPHABET[i] for i in choice)
+            candidates.append((float(np.log(chosen).sum()), plate, float(chosen.min())))
+    for _, plate, confidence in sorted(candidates, reverse=True):
+        if is_valid(plate):  # the forms are the grammar; this guards against it growing a rule
+            return plate, confidence
+    return None

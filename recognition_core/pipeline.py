@@ -10,10 +10,9 @@ probable valid plate. A candidate whose best plate is not confident enough is no
 from __future__ import annotations
 
 import io
-import math
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -24,13 +23,10 @@ from recognition_core.classify import load_classifier, prepare_glyph
 from recognition_core.color import is_dark_text, plate_color
 from recognition_core.decode import best_plate
 from recognition_core.locate import (
-    CROP_HEIGHT,
     MAX_SIDE,
-    Candidate,
     ImageRefused,
     box_iou,
     check_image,
-    crop_matrix,
     locate,
     plate_crop,
 )
@@ -40,9 +36,9 @@ __all__ = ["MIN_CONFIDENCE", "ImageRefused", "Recognition", "read_image", "recog
 
 #: Reads below this confidence are dropped (a wrong plate is worse than none at a gate).
 MIN_CONFIDENCE = 0.5
-#: Cuts whose layout fits worse than this are not worth classifying (a plate's characters score ~1.4,
-#: most other texture under 0.6; see ``segment.segmentations``).
-MIN_FIT = 0.6
+#: Cuts whose layout fits worse than this are not worth classifying: a plate's characters score
+#: about 1.4, other texture mostly under 1 (``Segmentation.score``).
+MIN_FIT = 1.0
 #: A read less confident than this also tries the second-best placement of the characters.
 SECOND_FIT_BELOW = 0.5
 #: A read this confident is not read again from overlapping candidates.
@@ -138,14 +134,11 @@ def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> list[Segment
     return segmentations(cv2.bitwise_not(gray) if dark_text else gray, n_chars, 2)
 
 
-def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> tuple[_Read | None, tuple[float, float]]:
+def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None:
     """Read one upright plate cut (BGR, the plate roughly filling it). ``hint``, the colour cue
     that found the plate, picks the first polarity and length to try; the plate's own colour
     (``plate_color``) is taken once its characters are found, and corrects them if it differs.
-    When the best layout fit reads poorly, the next one (a character off) is read too.
-
-    Also returns how far (cut pixels, left and right) the best fit's plate outline reaches past
-    the cut: a cut that misses the end of its plate."""
+    When the best layout fit reads poorly, the next one (a character off) is read too."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     color: PlateColor | None = None
     if hint is None:  # no colour cue: the plate's own colour decides the polarity
@@ -155,16 +148,12 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> tuple[_Read 
     n_chars = 8 if hint in _EIGHT_CHARACTER_COLOURS else 7
     segs = _segment_as(gray, dark_text, n_chars)
     if not segs:
-        return None, (0.0, 0.0)
+        return None
     if color is None:
         color, _ = plate_color(crop)
     want_n = 8 if color in _EIGHT_CHARACTER_COLOURS else 7
     if is_dark_text(color) != dark_text or want_n != n_chars:
         segs = _segment_as(gray, is_dark_text(color), want_n)
-    overflow = (0.0, 0.0)
-    if segs:
-        xs = segs[0].plate_corners[:, 0]
-        overflow = (max(0.0, -float(xs.min())), max(0.0, float(xs.max()) - crop.shape[1]))
     best: tuple[str, float] | None = None
     for seg in segs:
         if seg.score < MIN_FIT:
@@ -175,8 +164,8 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> tuple[_Read 
         if best is not None and best[1] >= SECOND_FIT_BELOW:
             break
     if best is None:
-        return None, overflow
-    return _Read(best[0], color, best[1]), overflow
+        return None
+    return _Read(best[0], color, best[1])
 
 
 def _classify(seg: Segmentation) -> tuple[str, float] | None:
@@ -203,13 +192,7 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
         # a candidate mostly inside a plate already read surely is that plate again
         if read_boxes and _coverage(box, np.array(read_boxes)).max() > 0.6:
             continue
-        read, (left, right) = _read_crop(plate_crop(image, cand), cand.color)
-        if False and (read is None or read.confidence < SECOND_FIT_BELOW) and max(left, right) > 0.05 * CROP_HEIGHT:
-            # the cut missed an end of the plate: cut again, longer on that side
-            longer = _lengthen(cand, left, right)
-            again, _ = _read_crop(plate_crop(image, longer), cand.color)
-            if again is not None and (read is None or again.confidence > read.confidence):
-                read, cand = again, longer
+        read = _read_crop(plate_crop(image, cand), cand.color)
         if read is not None and read.confidence >= min_confidence:
             # the candidate's own rectangle bounds the plate better than one drawn from the
             # characters' size (the layout fit leaves a few per cent of scale error)
@@ -241,7 +224,7 @@ def recognize_crop(plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE
     scaled = cv2.resize(
         crop, (max(24, round(w * height / h)), height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
     )
-    read, _ = _read_crop(scaled)
+    read = _read_crop(scaled)
     if read is None or read.confidence < min_confidence:
         return None
     return Recognition(_identity(read), (0, 0, w, h))
@@ -252,16 +235,6 @@ def _coverage(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
     ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
     return iw * ih / max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
-
-
-def _lengthen(cand: Candidate, left: float, right: float) -> Candidate:
-    """``cand`` lengthened by ``left`` and ``right`` pixels of its upright cut at either end."""
-    k = crop_matrix(cand)[0][0, :2]
-    per_pixel = 1.0 / float(np.hypot(*k))  # photo pixels per cut pixel
-    grow_left, grow_right = (left + 2) * per_pixel, (right + 2) * per_pixel
-    shift = (grow_right - grow_left) / 2
-    c, s = math.cos(math.radians(cand.angle)), math.sin(math.radians(cand.angle))
-    return replace(cand, cx=cand.cx + shift * c, cy=cand.cy + shift * s, length=cand.length + grow_left + grow_right)
 
 
 def _clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:

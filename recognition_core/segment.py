@@ -35,8 +35,9 @@ PLATE_SIZES = {7: (440 / 90.0, 140 / 90.0), 8: (480 / 90.0, 140 / 90.0)}
 class Segmentation:
     """Character cuts of one plate: ``boxes`` as ``(x, y, w, h)`` in the (sheared) plate cut,
     ``glyphs`` the matching grayscale cuts (bright strokes), ``tilt`` and ``shear`` the vertical
-    and horizontal shears that levelled the cut, ``score`` how well the layout fits, and
-    ``plate_corners`` the whole plate's outline (4 × 2: top-left, top-right, bottom-right,
+    and horizontal shears that levelled the cut, ``score`` how well the layout fits (ink inside
+    the slots less ink between and beside them, per character height squared: a clean plate
+    scores about 1.4, text that is not a plate mostly under 1), and ``plate_corners`` the whole plate's outline (4 × 2: top-left, top-right, bottom-right,
     bottom-left) in the pixels of the cut as given, drawn from the characters' size and place."""
 
     boxes: list[tuple[int, int, int, int]]

@@ -19,7 +19,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from crosspark.identity import PlateColor
-from crosspark.plate import DIGITS, LETTERS, PROVINCES, usual_colors
+from crosspark.plate import (
+    CROSS_BORDER_PREFIX,
+    CROSS_BORDER_SUFFIXES,
+    DIGITS,
+    LETTERS,
+    PROVINCES,
+    is_valid,
+    usual_colors,
+)
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 #: CJK font files (Heiti / sans first) and the face to use inside a collection (family name contains).
@@ -254,10 +262,13 @@ def random_plate(rng: np.random.Generator, color: PlateColor | None = None) -> t
         return head + pick(DIGITS, 5) + pick("DF"), color
     suffixes = {PlateColor.WHITE: "警", PlateColor.BLACK: "港澳领使", PlateColor.YELLOW: "学挂"}
     if color in suffixes and rng.random() < 0.3:
-        plate = head + pick(alnum, 4) + pick(suffixes[color])
+        suffix = pick(suffixes[color])
+        if suffix in CROSS_BORDER_SUFFIXES:
+            head = CROSS_BORDER_PREFIX
+        plate = head + pick(alnum, 4) + suffix
     else:
         plate = head + pick(alnum, 5)
-    assert color in usual_colors(plate)
+    assert is_valid(plate) and color in usual_colors(plate)
     return plate, color
 
 

@@ -73,6 +73,7 @@ def run_demo(*, results: Path, seed: int, speed: float, visits_per_lot_day: int,
     )
     summary = {
         "ok": ok, "results": str(root), "report": str(report), "seconds": round(elapsed, 1), "notes": run.notes,
+        "events": len(plan.events), "flags": dict(run.flags), "disputes": run.disputes,
         "lots": [
             {k: v for k, v in vars(lot).items() if k not in ("daily_visits", "daily_fees_fen")} for lot in lots
         ],
@@ -220,13 +221,18 @@ def _settle(run: DemoRun, summaries: dict[str, LotSummary], progress: Progress, 
             timeout=30,
         )
         run.notes.append(f"Operator accepted the lot's figure for dispute {resolved.dispute_id}.")
+        run.disputes.append(
+            {"lot_id": dispute.lot_id, "stay_id": item.stay_id, "statement_id": dispute.statement_id,
+             "platform_fee_fen": item.platform_fee_fen, "lot_fee_fen": item.lot_fee_fen}
+        )
     # The adjustment goes into the lot's next statement, which the lot checks too.
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while disputes:
         listing = run.settlement.ListDisputes(settlement_pb2.ListDisputesRequest(), timeout=30).disputes
         adjusted = {d.dispute_id: d.adjusted_in_statement_id for d in listing}
         if all(adjusted.get(d.dispute_id) and _checked(run, d.lot_id, adjusted[d.dispute_id]) for d in disputes):
-            for d in disputes:
+            for d, record in zip(disputes, run.disputes, strict=True):
+                record["adjusted_in"] = adjusted[d.dispute_id]
                 run.notes.append(f"Adjustment for dispute {d.dispute_id} carried in {adjusted[d.dispute_id]}.")
             break
         if time.monotonic() > deadline:

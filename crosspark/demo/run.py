@@ -72,6 +72,7 @@ class DemoRun:
     clock: ScaledClock | None = None
     notes: list[str] = field(default_factory=list)
     flags: Counter[str] = field(default_factory=Counter)
+    disputes: list[dict[str, object]] = field(default_factory=list)
     events_done: int = 0
 
     # -- processes ------------------------------------------------------------------------------

@@ -130,14 +130,19 @@ def synthetic_plate_glyphs(rng: np.random.Generator) -> Iterator[tuple[np.ndarra
             yield prepare_glyph(gray[by0:by1, bx0:bx1]), CLASS_OF[ch_]
 
 
-def real_crop_glyphs(crop: Crop, rng: np.random.Generator, copies: int) -> Iterator[tuple[np.ndarray, int]]:
-    """``copies`` augmented cuts of each character of a CCPD crop (blue plates: bright text)."""
+def real_crop_glyphs(
+    crop: Crop, rng: np.random.Generator, copies: int, keep: Sequence[bool] | None = None
+) -> Iterator[tuple[np.ndarray, int]]:
+    """``copies`` augmented cuts of each character of a CCPD crop (blue plates: bright text), of
+    the slots ``keep`` marks (all by default)."""
     boxes = char_boxes(cv2.cvtColor(crop.bgr, cv2.COLOR_BGR2GRAY))
     for k in range(copies):
         img = crop.bgr if k == 0 else _degrade(crop.bgr.astype(np.float32), rng)
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         h, w = gray.shape
-        for box, ch in zip(boxes, crop.plate, strict=True):
+        for slot, (box, ch) in enumerate(zip(boxes, crop.plate, strict=True)):
+            if keep is not None and not keep[slot]:
+                continue
             cut = box if k == 0 else _jitter_box(box, rng, w, h)
             if cut is not None:
                 x0, y0, x1, y1 = cut

@@ -13,7 +13,7 @@ from torch import nn
 from crosspark.plate import ALPHABET
 
 CHANNELS = (16, 32, 64)
-HIDDEN = 128
+HIDDEN = 256
 
 
 class CharNet(nn.Module):

@@ -176,3 +176,11 @@ def test_the_arrays_take_about_a_hundred_bytes_a_card() -> None:
     entries = [entry(f"粤B{i:05d}", f"card_01M861TQV14XPMPD4T{i:06d}", i + 1) for i in range(2000)]
     cache = fed(*snapshot(2000, entries, chunk=500))
     assert cache.nbytes / len(cache) <= 110
+
+
+def test_a_snapshot_larger_than_announced_is_still_taken_whole() -> None:
+    begin, *rest = snapshot(3, [entry(f"粤B{i:05d}", "x" * (20 + 10 * i), i + 1) for i in range(3000)], chunk=700)
+    begin.snapshot_begin.entry_count = 1
+    cache = fed(begin, *rest)
+    assert len(cache) == 3000
+    assert {len(r["card_id"]) for r in cache.rows()} == {20 + 10 * i for i in range(3000)}

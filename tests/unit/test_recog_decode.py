@@ -83,3 +83,14 @@ def test_decode_returns_none_when_no_valid_plate_has_any_probability():
 def test_decode_rejects_a_matrix_over_another_alphabet():
     with pytest.raises(ValueError):
         best_plate(np.ones((7, K - 1)) / K)
+
+
+def test_decode_reads_a_cross_border_plate():
+    assert best_plate(one_hot("粤Z1234港"))[0] == "粤Z1234港"
+
+
+def test_decode_never_puts_a_cross_border_suffix_behind_another_office():
+    proba = one_hot("皖A12345")
+    proba[6, ALPHABET.index("港")] = 0.99
+    plate, _ = best_plate(proba)
+    assert not plate.endswith("港")
