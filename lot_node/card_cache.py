@@ -43,6 +43,7 @@ HASH_BYTES = 32
 MERGE_AT = 50_000
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NOTHING = np.zeros(0)
 _ACTIVE, _CANCELLED = 1, 2
 _STATE_CODE = {CardState.ACTIVE: _ACTIVE, CardState.CANCELLED: _CANCELLED}
 _CODE_STATE = {_ACTIVE: CardState.ACTIVE, _CANCELLED: CardState.CANCELLED}
@@ -103,18 +104,27 @@ class _Table:
 
     __slots__ = ("at_lot", "card_ids", "hashes", "keys", "states", "until", "valid_from", "versions")
 
-    def __init__(self, state: CardCacheState) -> None:
+    def __init__(self, state: CardCacheState, *, consume: bool = False) -> None:
+        """Sort ``state``'s rows by key. With ``consume``, each column of ``state`` is dropped as
+        soon as its sorted copy exists, so a snapshot's peak memory stays near one table."""
         hashes = np.ascontiguousarray(state.hashes, dtype=np.uint8).reshape(-1, HASH_BYTES)
         keys = hashes[:, :8].copy().view(">u8").ravel().astype(np.uint64)
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
+        del keys
         self.hashes = hashes[order]
-        self.card_ids = np.asarray(state.card_ids)[order]
-        self.valid_from = np.asarray(state.valid_from_us, dtype=np.int64)[order]
-        self.until = np.asarray(state.valid_until_us, dtype=np.int64)[order]
-        self.states = np.asarray(state.states, dtype=np.uint8)[order]
-        self.at_lot = np.asarray(state.valid_at_lot, dtype=bool)[order]
-        self.versions = np.asarray(state.versions, dtype=np.int64)[order]
+        del hashes
+        columns = (
+            ("card_ids", "card_ids", None), ("valid_from", "valid_from_us", np.int64),
+            ("until", "valid_until_us", np.int64), ("states", "states", np.uint8), ("at_lot", "valid_at_lot", bool),
+            ("versions", "versions", np.int64),
+        )
+        if consume:
+            state.hashes = _NOTHING
+        for mine, theirs, dtype in columns:
+            setattr(self, mine, np.asarray(getattr(state, theirs), dtype=dtype)[order])
+            if consume:
+                setattr(state, theirs, _NOTHING)
 
     @classmethod
     def empty(cls) -> _Table:
@@ -365,8 +375,9 @@ class CardCache:
         """Swap in the snapshot just received; the cache now holds every card up to ``version``."""
         if self._building is None:
             raise ValueError("snapshot_end without snapshot_begin")
-        table = _Table(self._building.state(version))
+        state = self._building.state(version)
         self._building = None
+        table = _Table(state, consume=True)
         with self._lock:
             self._table = table
             self._overlay, self._overlay_size = {}, 0

@@ -37,8 +37,9 @@ class Segmentation:
     ``glyphs`` the matching grayscale cuts (bright strokes), ``tilt`` and ``shear`` the vertical
     and horizontal shears that levelled the cut, ``score`` how well the layout fits (ink inside
     the slots less ink between and beside them, per character height squared: a clean plate
-    scores about 1.4, text that is not a plate mostly under 1), and ``plate_corners`` the whole plate's outline (4 × 2: top-left, top-right, bottom-right,
-    bottom-left) in the pixels of the cut as given, drawn from the characters' size and place."""
+    scores about 1.4, text that is not a plate mostly under 1), and ``plate_corners`` the whole
+    plate's outline (4 × 2: top-left, top-right, bottom-right, bottom-left) in the pixels of the
+    cut as given, drawn from the characters' size and place."""
 
     boxes: list[tuple[int, int, int, int]]
     glyphs: list[np.ndarray]
