@@ -73,9 +73,7 @@ class Report:
 
     def target(self, what: str, value: float, limit: float, *, higher_is_better: bool, unit: str = "") -> None:
         met = value >= limit if higher_is_better else value <= limit
-        self.targets.append(
-            {"target": what, "value": round(value, 4), "limit": limit, "unit": unit, "met": bool(met)}
-        )
+        self.targets.append({"target": what, "value": round(value, 4), "limit": limit, "unit": unit, "met": bool(met)})
 
     def emit(self, as_json: bool) -> int:
         if as_json:

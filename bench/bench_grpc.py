@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         ours.stop(0)
     report.add(server="bare grpc (baseline)", **base)
     report.add(server="crosspark (auth+metrics+errors)", **full)
-    report.add(server="ratio crosspark/bare", p50_ms=full["p50_ms"] / base["p50_ms"], p99_ms=full["p99_ms"] / base["p99_ms"])
+    report.add(
+        server="ratio crosspark/bare", p50_ms=full["p50_ms"] / base["p50_ms"], p99_ms=full["p99_ms"] / base["p99_ms"]
+    )
     return report.emit(args.json)
 
 

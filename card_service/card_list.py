@@ -8,7 +8,6 @@ database's version row (``VersionWatch``), and wakes at once for changes made in
 from __future__ import annotations
 
 import contextlib
-import hmac
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection
 
 from card_service import store
-from card_service.domain import CardState
+from card_service.domain import CardState, keyed_hasher
 from crosspark.db import Database
 from crosspark.errors import NotFound, Unauthenticated
 
@@ -131,11 +130,11 @@ def _consistent_read(db: Database) -> Iterator[Connection]:
 
 
 def _entries(rows: list[store.ListRow], lot_id: str, key: bytes) -> list[Entry]:
-    digest = hmac.digest
+    digest = keyed_hasher(key)
     states = {"active": CardState.ACTIVE, "cancelled": CardState.CANCELLED}
     return [
         Entry(
-            digest(key, f"{plate}|{color}".encode(), "sha256"),
+            digest(f"{plate}|{color}".encode()),
             card_id,
             since,
             until,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import calendar
 import enum
+import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol, TypeVar
@@ -301,6 +302,24 @@ def check_reason(reason: str) -> str:
     if len(reason) > MAX_REASON:
         raise InvalidArgument.field("reason", f"at most {MAX_REASON} characters")
     return reason
+
+
+def keyed_hasher(key: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-SHA256 with ``key`` as a function of the message, for hashing many messages: the
+    key's inner and outer pad blocks are hashed once (RFC 2104), so each message costs two
+    compressions instead of four — a snapshot hashes a million plates."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(message: bytes) -> bytes:
+        i = inner.copy()
+        i.update(message)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.digest()
+
+    return digest
 
 
 def vehicle_hash(key: bytes, plate: str, color: PlateColor) -> bytes:

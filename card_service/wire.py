@@ -58,8 +58,17 @@ def chunk(entries: Sequence[Entry], version: int) -> cards_pb2.CardListChunk:
         card_id = e.card_id.encode()
         body = b"".join(
             (
-                _HASH_TAG, e.vehicle_hash, b"\x12", varint(len(card_id)), card_id, stamp(b"\x1a", e.valid_from_us),
-                stamp(b"\x22", e.valid_until_us), _STATE[e.state], _AT_LOT[e.valid_at_lot], b"\x38", varint(e.version),
+                _HASH_TAG,
+                e.vehicle_hash,
+                b"\x12",
+                varint(len(card_id)),
+                card_id,
+                stamp(b"\x1a", e.valid_from_us),
+                stamp(b"\x22", e.valid_until_us),
+                _STATE[e.state],
+                _AT_LOT[e.valid_at_lot],
+                b"\x38",
+                varint(e.version),
             )
         )
         append(b"\x0a")

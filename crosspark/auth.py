@@ -48,7 +48,7 @@ def method_access(full_method: str) -> int | None:
         descriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{method}")
     except KeyError:
         return None
-    return int(descriptor.GetOptions().Extensions[common_pb2.access])
+    return int(descriptor.GetOptions().Extensions[common_pb2.access])  # type: ignore[index]
 
 
 class TokenAuthenticator:

@@ -18,8 +18,12 @@ from crosspark.cli_support import config_option, emit_json, json_option
 @click.version_option(__version__, prog_name="crosspark")
 @click.option("--log-level", default="info", envvar="CROSSPARK_LOG_LEVEL", show_default=True)
 @click.option(
-    "--log-format", type=click.Choice(["auto", "json", "console"]), default="auto", envvar="CROSSPARK_LOG_FORMAT",
-    show_default=True, help="auto: readable on a terminal, JSON lines otherwise.",
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    envvar="CROSSPARK_LOG_FORMAT",
+    show_default=True,
+    help="auto: readable on a terminal, JSON lines otherwise.",
 )
 def cli(log_level: str, log_format: str) -> None:
     """crosspark: one monthly parking card across many lots' systems."""
@@ -38,23 +42,44 @@ def platform() -> None:
 @click.option("--listen", default="127.0.0.1:50051", envvar="CROSSPARK_LISTEN", show_default=True, help="HOST:PORT.")
 @click.option("--db", "db_url", envvar="CROSSPARK_DB", help="Database URL (default: sqlite under --data-dir).")
 @click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/platform"),
-    envvar="CROSSPARK_DATA_DIR", show_default=True, help="Folder for the SQLite file, TLS material and statements.",
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/platform"),
+    envvar="CROSSPARK_DATA_DIR",
+    show_default=True,
+    help="Folder for the SQLite file, TLS material and statements.",
 )
 @click.option(
-    "--tls-dir", type=click.Path(file_okay=False, path_type=Path), envvar="CROSSPARK_TLS_DIR",
+    "--tls-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CROSSPARK_TLS_DIR",
     help="server.pem, server.key, ca.pem (a local CA is generated there when missing; default DATA/tls).",
 )
-@click.option("--insecure", is_flag=True, envvar="CROSSPARK_INSECURE", help="Plaintext; refused unless HOST is loopback.")
+@click.option(
+    "--insecure", is_flag=True, envvar="CROSSPARK_INSECURE", help="Plaintext; refused unless HOST is loopback."
+)
 @click.option("--admin-token", envvar="CROSSPARK_ADMIN_TOKEN", help="The operator's admin credential.")
 @click.option("--metrics-listen", envvar="CROSSPARK_METRICS_LISTEN", help="HOST:PORT for Prometheus /metrics.")
 @click.option("--max-message-mb", type=click.IntRange(1, 64), default=8, show_default=True)
-@click.option("--time-zone", default="Asia/Shanghai", envvar="CROSSPARK_TIME_ZONE", show_default=True,
-              help="The platform's time zone (card start dates).")
+@click.option(
+    "--time-zone",
+    default="Asia/Shanghai",
+    envvar="CROSSPARK_TIME_ZONE",
+    show_default=True,
+    help="The platform's time zone (card start dates).",
+)
 @click.option("--clock", "clock_spec", envvar="CROSSPARK_CLOCK", hidden=True, help="Clock spec (demo and tests).")
 def platform_serve(
-    listen: str, db_url: str | None, data_dir: Path, tls_dir: Path | None, insecure: bool, admin_token: str | None,
-    metrics_listen: str | None, max_message_mb: int, time_zone: str, clock_spec: str | None,
+    listen: str,
+    db_url: str | None,
+    data_dir: Path,
+    tls_dir: Path | None,
+    insecure: bool,
+    admin_token: str | None,
+    metrics_listen: str | None,
+    max_message_mb: int,
+    time_zone: str,
+    clock_spec: str | None,
 ) -> None:
     """Serve the platform until SIGTERM or SIGINT."""
     from crosspark.clock import parse_clock
@@ -63,8 +88,14 @@ def platform_serve(
     from crosspark.server import ConfigError, run_until_signalled
 
     settings = PlatformSettings(
-        admin_token=admin_token or "", listen=listen, db_url=db_url, data_dir=data_dir, tls_dir=tls_dir,
-        insecure=insecure, metrics_listen=metrics_listen, max_message_bytes=max_message_mb * 1024 * 1024,
+        admin_token=admin_token or "",
+        listen=listen,
+        db_url=db_url,
+        data_dir=data_dir,
+        tls_dir=tls_dir,
+        insecure=insecure,
+        metrics_listen=metrics_listen,
+        max_message_bytes=max_message_mb * 1024 * 1024,
         time_zone=time_zone,
     )
     try:

@@ -95,12 +95,18 @@ def remote_options(token_env: str = "CROSSPARK_ADMIN_TOKEN", default_port: int =
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
             click.option(
-                "--platform", "platform_addr", default=f"127.0.0.1:{default_port}", envvar="CROSSPARK_PLATFORM",
-                show_default=True, help="HOST:PORT of the platform.",
+                "--platform",
+                "platform_addr",
+                default=f"127.0.0.1:{default_port}",
+                envvar="CROSSPARK_PLATFORM",
+                show_default=True,
+                help="HOST:PORT of the platform.",
             ),
             click.option("--token", envvar=token_env, help=f"Bearer token (default: ${token_env})."),
             click.option(
-                "--ca", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="CROSSPARK_CA",
+                "--ca",
+                type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                envvar="CROSSPARK_CA",
                 help="CA certificate that signed the server's certificate.",
             ),
             click.option("--insecure", is_flag=True, help="Plaintext; only to a loopback address."),

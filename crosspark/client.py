@@ -35,7 +35,9 @@ def open_channel(
         channel = grpc.insecure_channel(target, options=channel_options)
     else:
         root = ca_cert.read_bytes() if ca_cert is not None else None
-        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=root), options=channel_options)
+        channel = grpc.secure_channel(
+            target, grpc.ssl_channel_credentials(root_certificates=root), options=channel_options
+        )
     if token:
         channel = grpc.intercept_channel(channel, BearerClientInterceptor(token))
     return channel

@@ -57,6 +57,8 @@ def _sqlite_engine(url: URL, *, immediate: bool) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # 64 MiB page cache: ingest touches many pages (random passage ids in a unique index).
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     # Writers take the write lock when they begin, so two writers never both read and then

@@ -13,7 +13,14 @@ import structlog
 from crosspark.auth import TokenAuthenticator
 from crosspark.clock import Clock, SystemClock
 from crosspark.db import Database, upgrade
-from crosspark.server import DEFAULT_MAX_MESSAGE_BYTES, ConfigError, GrpcServer, Registration, ServerOptions, tls_files_for
+from crosspark.server import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ConfigError,
+    GrpcServer,
+    Registration,
+    ServerOptions,
+    tls_files_for,
+)
 
 log = structlog.get_logger("crosspark.platform")
 

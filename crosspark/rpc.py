@@ -105,7 +105,10 @@ class ServerInterceptor(grpc.ServerInterceptor):
         if verdict is False:
             assert principal is not None
             return self._refuse(
-                handler, method, grpc.StatusCode.PERMISSION_DENIED, f"{principal.role.value} credential may not call {method}"
+                handler,
+                method,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{principal.role.value} credential may not call {method}",
             )
         return self._wrap(handler, method, principal)
 
@@ -192,7 +195,7 @@ def bad_request_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is None:
         return []
-    found = []
+    found: list[tuple[str, str]] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -115,8 +115,11 @@ class _Table:
         self.hashes = hashes[order]
         del hashes
         columns = (
-            ("card_ids", "card_ids", None), ("valid_from", "valid_from_us", np.int64),
-            ("until", "valid_until_us", np.int64), ("states", "states", np.uint8), ("at_lot", "valid_at_lot", bool),
+            ("card_ids", "card_ids", None),
+            ("valid_from", "valid_from_us", np.int64),
+            ("until", "valid_until_us", np.int64),
+            ("states", "states", np.uint8),
+            ("at_lot", "valid_at_lot", bool),
             ("versions", "versions", np.int64),
         )
         if consume:
@@ -265,8 +268,13 @@ class _Builder:
             return fresh
 
         self.columns = CardCacheState(
-            0, resized(old.hashes, shape=(HASH_BYTES,)), resized(old.card_ids, f"S{width}"),
-            resized(old.valid_from_us), resized(old.valid_until_us), resized(old.states), resized(old.valid_at_lot),
+            0,
+            resized(old.hashes, shape=(HASH_BYTES,)),
+            resized(old.card_ids, f"S{width}"),
+            resized(old.valid_from_us),
+            resized(old.valid_until_us),
+            resized(old.states),
+            resized(old.valid_at_lot),
             resized(old.versions),
         )
 
@@ -291,8 +299,14 @@ class _Builder:
         ids = c.card_ids[:n]
         width = max(int(np.char.str_len(ids).max()) if n else 1, 1)
         return CardCacheState(
-            version, c.hashes[:n], ids.astype(f"S{width}"), c.valid_from_us[:n], c.valid_until_us[:n], c.states[:n],
-            c.valid_at_lot[:n], c.versions[:n],
+            version,
+            c.hashes[:n],
+            ids.astype(f"S{width}"),
+            c.valid_from_us[:n],
+            c.valid_until_us[:n],
+            c.states[:n],
+            c.valid_at_lot[:n],
+            c.versions[:n],
         )
 
 

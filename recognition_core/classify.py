@@ -40,7 +40,12 @@ def _isolate_character(cut: np.ndarray) -> np.ndarray:
         return cut
     x0s, y0s = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
     x1s, y1s = x0s + stats[1:, cv2.CC_STAT_WIDTH], y0s + stats[1:, cv2.CC_STAT_HEIGHT]
-    areas = stats[1:, cv2.CC_STAT_AREA]
+    areas = stats[1:, cv2.CC_STAT_AREA].copy()
+    # a frame line or the world beyond the plate: as wide as the cut, flat, on its top or bottom edge
+    slab = (x1s - x0s >= 0.9 * w) & (y1s - y0s <= 0.45 * h) & ((y0s == 0) | (y1s == h))
+    if slab.all():
+        return cut
+    areas[slab] = 0
     mid, reach = w / 2, max(1.0, 0.12 * w)
     central = (x0s <= mid + reach) & (x1s >= mid - reach) & (areas >= 0.15 * areas.max())
     if not central.any():
@@ -48,7 +53,7 @@ def _isolate_character(cut: np.ndarray) -> np.ndarray:
     cx = (x0s[central].min() + x1s[central].max()) / 2
     half = 0.3 * h
     inside = np.minimum(x1s, cx + half) - np.maximum(x0s, cx - half)
-    keep = central | (inside >= 0.6 * (x1s - x0s))
+    keep = (central | (inside >= 0.6 * (x1s - x0s))) & ~slab
     rx0, rx1 = int(x0s[keep].min()), int(x1s[keep].max())
     ry0, ry1 = int(y0s[keep].min()), int(y1s[keep].max())
     lookup = np.zeros(count, np.uint8)

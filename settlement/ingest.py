@@ -114,8 +114,6 @@ class PassageIngest:
         lots_with_stays: set[str] = set()
         accepted: dict[str, int] = {}
         with self._db.writer.begin() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA cache_size=-65536")  # 64 MiB: random passage ids touch many pages
             held = _held(conn, wanted)
             closed = _closed_stays(conn, [i for i, h in held.items() if h.direction != EXIT])
             for job in jobs:

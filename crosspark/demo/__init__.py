@@ -19,15 +19,32 @@ from crosspark.cli_support import json_option
 
 
 @click.command("demo")
-@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Folder under which this run's folder is made.")
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Folder under which this run's folder is made.",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the month's traffic.")
-@click.option("--speed", type=click.FloatRange(60, 1_000_000), default=36_000.0, show_default=True,
-              help="Simulated seconds per real second.")
-@click.option("--visits", "visits_per_lot_day", type=click.IntRange(1, 200), default=8, show_default=True,
-              help="Visits per lot per day.")
-@click.option("--days", type=click.IntRange(14, 31), default=31, show_default=True,
-              help="Days of traffic (from 1 October 2026).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(60, 1_000_000),
+    default=36_000.0,
+    show_default=True,
+    help="Simulated seconds per real second.",
+)
+@click.option(
+    "--visits",
+    "visits_per_lot_day",
+    type=click.IntRange(1, 200),
+    default=8,
+    show_default=True,
+    help="Visits per lot per day.",
+)
+@click.option(
+    "--days", type=click.IntRange(14, 31), default=31, show_default=True, help="Days of traffic (from 1 October 2026)."
+)
 @json_option
 def demo(results: Path, seed: int, speed: float, visits_per_lot_day: int, days: int, as_json: bool) -> None:
     """Run the whole mission end to end on SQLite and print a summary per lot."""

@@ -29,8 +29,12 @@ def run_demo(*, results: Path, seed: int, speed: float, visits_per_lot_day: int,
     run = DemoRun(plan, root, speed)
     console = Console(stderr=True, quiet=as_json)
     progress = Progress(
-        TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
     summaries = {
         lot.lot_id: LotSummary(lot.lot_id, lot.name, lot.mode, lot.period, lot.tariff_label) for lot in plan.lots
@@ -64,19 +68,31 @@ def run_demo(*, results: Path, seed: int, speed: float, visits_per_lot_day: int,
     lots = list(summaries.values())
     verdict = (
         "everything reconciled; the injected wrong fee was disputed and resolved into an adjustment"
-        if ok else "NOT everything reconciled — see the notes"
+        if ok
+        else "NOT everything reconciled — see the notes"
     )
     report = write_html(
-        root / "report.html", month=plan.month_start.strftime("%B %Y"), lots=lots, events=len(plan.events),
-        seconds=elapsed, outage=f"{plan.outage[0]:%m-%d %H:%M} to {plan.outage[1]:%m-%d %H:%M}", ok=ok,
-        verdict=verdict, notes=run.notes, files=sorted(str(p.relative_to(root)) for p in root.rglob("*.csv")),
+        root / "report.html",
+        month=plan.month_start.strftime("%B %Y"),
+        lots=lots,
+        events=len(plan.events),
+        seconds=elapsed,
+        outage=f"{plan.outage[0]:%m-%d %H:%M} to {plan.outage[1]:%m-%d %H:%M}",
+        ok=ok,
+        verdict=verdict,
+        notes=run.notes,
+        files=sorted(str(p.relative_to(root)) for p in root.rglob("*.csv")),
     )
     summary = {
-        "ok": ok, "results": str(root), "report": str(report), "seconds": round(elapsed, 1), "notes": run.notes,
-        "events": len(plan.events), "flags": dict(run.flags), "disputes": run.disputes,
-        "lots": [
-            {k: v for k, v in vars(lot).items() if k not in ("daily_visits", "daily_fees_fen")} for lot in lots
-        ],
+        "ok": ok,
+        "results": str(root),
+        "report": str(report),
+        "seconds": round(elapsed, 1),
+        "notes": run.notes,
+        "events": len(plan.events),
+        "flags": dict(run.flags),
+        "disputes": run.disputes,
+        "lots": [{k: v for k, v in vars(lot).items() if k not in ("daily_visits", "daily_fees_fen")} for lot in lots],
     }
     (root / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     if as_json:
@@ -90,8 +106,9 @@ def run_demo(*, results: Path, seed: int, speed: float, visits_per_lot_day: int,
     return ok
 
 
-def _play_month(run: DemoRun, evidence: Evidence, summaries: dict[str, LotSummary], progress: Progress,
-                task: object) -> None:
+def _play_month(
+    run: DemoRun, evidence: Evidence, summaries: dict[str, LotSummary], progress: Progress, task: object
+) -> None:
     plan, clock = run.plan, run.clock
     assert clock is not None and run.platform is not None
     platform_down = outage_over = False
@@ -130,8 +147,12 @@ def _play_month(run: DemoRun, evidence: Evidence, summaries: dict[str, LotSummar
                 summary.temporary_stays += 1
             if decision.fee_due_fen > 0 and not decision.open:
                 receipt = runtime.gate.Pay(
-                    gate_pb2.PayRequest(passage_id=decision.passage_id, amount_fen=decision.fee_due_fen,
-                                        method="cash", payment_ref=f"demo-{decision.passage_id[:8]}"),
+                    gate_pb2.PayRequest(
+                        passage_id=decision.passage_id,
+                        amount_fen=decision.fee_due_fen,
+                        method="cash",
+                        payment_ref=f"demo-{decision.passage_id[:8]}",
+                    ),
                     timeout=30,
                 )
                 if receipt.open:
@@ -162,7 +183,8 @@ def _page(token: str):  # type: ignore[no-untyped-def]
 
 
 _DONE = {
-    settlement_pb2.STATEMENT_STATUS_RECONCILED, settlement_pb2.STATEMENT_STATUS_DISPUTED,
+    settlement_pb2.STATEMENT_STATUS_RECONCILED,
+    settlement_pb2.STATEMENT_STATUS_DISPUTED,
     settlement_pb2.STATEMENT_STATUS_RESOLVED,
 }
 
@@ -215,15 +237,21 @@ def _settle(run: DemoRun, summaries: dict[str, LotSummary], progress: Progress, 
         )
         resolved = run.settlement.ResolveDispute(
             settlement_pb2.ResolveDisputeRequest(
-                dispute_id=dispute.dispute_id, decision=settlement_pb2.DISPUTE_DECISION_ACCEPT_LOT,
+                dispute_id=dispute.dispute_id,
+                decision=settlement_pb2.DISPUTE_DECISION_ACCEPT_LOT,
                 note="platform record was wrong (demo fault injection); the lot's figure stands",
             ),
             timeout=30,
         )
         run.notes.append(f"Operator accepted the lot's figure for dispute {resolved.dispute_id}.")
         run.disputes.append(
-            {"lot_id": dispute.lot_id, "stay_id": item.stay_id, "statement_id": dispute.statement_id,
-             "platform_fee_fen": item.platform_fee_fen, "lot_fee_fen": item.lot_fee_fen}
+            {
+                "lot_id": dispute.lot_id,
+                "stay_id": item.stay_id,
+                "statement_id": dispute.statement_id,
+                "platform_fee_fen": item.platform_fee_fen,
+                "lot_fee_fen": item.lot_fee_fen,
+            }
         )
     # The adjustment goes into the lot's next statement, which the lot checks too.
     deadline = time.monotonic() + SETTLE_TIMEOUT

@@ -45,14 +45,32 @@ def yuan(fen: int) -> str:
     return f"¥{fen / 100:,.2f}"
 
 
-COLUMNS = ("lot", "mode", "period", "visits", "monthly stays", "temporary revenue", "statements",
-           "statement total", "reconciliation")
+COLUMNS = (
+    "lot",
+    "mode",
+    "period",
+    "visits",
+    "monthly stays",
+    "temporary revenue",
+    "statements",
+    "statement total",
+    "reconciliation",
+)
 
 
 def summary_rows(lots: Sequence[LotSummary]) -> list[tuple[str, ...]]:
     return [
-        (lot.lot_id, lot.mode, lot.period, str(lot.visits), str(lot.monthly_stays), yuan(lot.temporary_revenue_fen),
-         str(lot.statements), yuan(lot.statement_total_fen), lot.reconciliation)
+        (
+            lot.lot_id,
+            lot.mode,
+            lot.period,
+            str(lot.visits),
+            str(lot.monthly_stays),
+            yuan(lot.temporary_revenue_fen),
+            str(lot.statements),
+            yuan(lot.statement_total_fen),
+            lot.reconciliation,
+        )
         for lot in lots
     ]
 
@@ -66,7 +84,7 @@ def _chart_svg(title: str, series: Mapping[str, Mapping[date, float]], ylabel: s
     fig, ax = plt.subplots(figsize=(9, 3.2), dpi=100)
     for label, points in series.items():
         days = sorted(points)
-        ax.plot(days, [points[d] for d in days], marker="o", markersize=3, label=label)
+        ax.plot(days, [points[d] for d in days], marker="o", markersize=3, label=label)  # type: ignore[arg-type]
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -104,8 +122,17 @@ Result: <strong class="{{ 'ok' if ok else 'bad' }}">{{ verdict }}</strong></p>
 
 
 def write_html(
-    path: Path, *, month: str, lots: Sequence[LotSummary], events: int, seconds: float, outage: str, ok: bool,
-    verdict: str, notes: Sequence[str], files: Sequence[str],
+    path: Path,
+    *,
+    month: str,
+    lots: Sequence[LotSummary],
+    events: int,
+    seconds: float,
+    outage: str,
+    ok: bool,
+    verdict: str,
+    notes: Sequence[str],
+    files: Sequence[str],
 ) -> Path:
     charts = [
         _chart_svg("Daily visits per lot", {lot.lot_id: lot.daily_visits for lot in lots}, "gate passages"),
@@ -117,8 +144,17 @@ def write_html(
     ]
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(_TEMPLATE).render(
-        month=month, columns=COLUMNS, rows=summary_rows(lots), charts=charts, events=events, seconds=seconds,
-        outage=outage, ok=ok, verdict=verdict, notes=notes, files=files,
+        month=month,
+        columns=COLUMNS,
+        rows=summary_rows(lots),
+        charts=charts,
+        events=events,
+        seconds=seconds,
+        outage=outage,
+        ok=ok,
+        verdict=verdict,
+        notes=notes,
+        files=files,
     )
     path.write_text(html, encoding="utf-8")
     return path

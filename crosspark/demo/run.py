@@ -88,8 +88,16 @@ class DemoRun:
         self.platform = ServiceProcess(
             "platform",
             [
-                "platform", "serve", "--listen", f"127.0.0.1:{self.platform_port}", "--data-dir",
-                str(self.root / "platform"), "--tls-dir", str(self.root / "tls"), "--clock", self.clock_spec,
+                "platform",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.platform_port}",
+                "--data-dir",
+                str(self.root / "platform"),
+                "--tls-dir",
+                str(self.root / "tls"),
+                "--clock",
+                self.clock_spec,
             ],
             log_path=self.root / "logs" / "platform.log",
             env={"CROSSPARK_ADMIN_TOKEN": self.admin_token},
@@ -105,17 +113,21 @@ class DemoRun:
             credentials = self.admin.RegisterLot(
                 admin_pb2.RegisterLotRequest(
                     lot=admin_pb2.Lot(
-                        lot_id=lot.lot_id, name=lot.name, vendor=lot.vendor, time_zone="Asia/Shanghai",
-                        mode=common_pb2.MembershipMode.Value(f"MEMBERSHIP_MODE_{lot.mode}"),
-                        period=common_pb2.SettlementPeriod.Value(f"SETTLEMENT_PERIOD_{lot.period}"),
-                        close_delay_seconds=3600, membership_deadline_ms=300,
+                        lot_id=lot.lot_id,
+                        name=lot.name,
+                        vendor=lot.vendor,
+                        time_zone="Asia/Shanghai",
+                        mode=f"MEMBERSHIP_MODE_{lot.mode}",
+                        period=f"SETTLEMENT_PERIOD_{lot.period}",
+                        close_delay_seconds=3600,
+                        membership_deadline_ms=300,
                     )
                 )
             )
             tariff = settlement_pb2.Tariff(
                 lot_id=lot.lot_id,
                 effective_from=_ts(self.plan.month_start - timedelta(days=60)),
-                kind=settlement_pb2.TariffKind.Value(f"TARIFF_KIND_{lot.tariff['kind']}"),
+                kind=f"TARIFF_KIND_{lot.tariff['kind']}",
                 visit_fee_fen=int(lot.tariff.get("visit_fee_fen", 0)),  # type: ignore[call-overload]
                 unit_minutes=int(lot.tariff.get("unit_minutes", 0)),  # type: ignore[call-overload]
                 bands=[settlement_pb2.TariffBand(start=s, unit_fee_fen=f) for s, f in lot.tariff.get("bands", [])],  # type: ignore[attr-defined]
@@ -130,11 +142,12 @@ class DemoRun:
             self.cards.ApplyCard(
                 cards_pb2.ApplyCardRequest(
                     request_id=card.request_id,
-                    vehicle=common_pb2.VehicleIdentity(
-                        plate=card.plate, color=common_pb2.PlateColor.Value(f"PLATE_COLOR_{card.color.name}")
-                    ),
-                    holder_name=card.holder_name, holder_phone=card.holder_phone,
-                    start_date=card.start_date.isoformat(), months=card.months, scope_lot_ids=list(card.scope),
+                    vehicle=common_pb2.VehicleIdentity(plate=card.plate, color=f"PLATE_COLOR_{card.color.name}"),
+                    holder_name=card.holder_name,
+                    holder_phone=card.holder_phone,
+                    start_date=card.start_date.isoformat(),
+                    months=card.months,
+                    scope_lot_ids=list(card.scope),
                 )
             )
 
@@ -148,10 +161,28 @@ class DemoRun:
             runtime.process = ServiceProcess(
                 lot.lot_id,
                 [
-                    "lot", "serve", "--lot-id", lot.lot_id, "--platform", f"127.0.0.1:{self.platform_port}",
-                    "--listen", "127.0.0.1:0", "--data-dir", str(folder), "--ca", str(self.tls.ca_cert),
-                    "--tls-dir", str(self.root / "tls"), "--mode", lot.mode, "--card-hash-key",
-                    runtime.card_hash_key.hex(), "--temp-tariff", str(tariff_file), "--clock", self.clock_spec,
+                    "lot",
+                    "serve",
+                    "--lot-id",
+                    lot.lot_id,
+                    "--platform",
+                    f"127.0.0.1:{self.platform_port}",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                    str(folder),
+                    "--ca",
+                    str(self.tls.ca_cert),
+                    "--tls-dir",
+                    str(self.root / "tls"),
+                    "--mode",
+                    lot.mode,
+                    "--card-hash-key",
+                    runtime.card_hash_key.hex(),
+                    "--temp-tariff",
+                    str(tariff_file),
+                    "--clock",
+                    self.clock_spec,
                 ],
                 log_path=self.root / "logs" / f"{lot.lot_id}.log",
                 env={"CROSSPARK_LOT_TOKEN": runtime.token},
@@ -228,8 +259,10 @@ class Evidence:
             # No OBU at an ETC-only lane: the lane's own camera controller sends its reading.
             request.identity.CopyFrom(
                 common_pb2.VehicleIdentity(
-                    plate=visit.plate, color=common_pb2.PlateColor.Value(f"PLATE_COLOR_{visit.color.name}"),
-                    source=common_pb2.IDENTITY_SOURCE_MANUAL, confidence=1.0,
+                    plate=visit.plate,
+                    color=f"PLATE_COLOR_{visit.color.name}",
+                    source=common_pb2.IDENTITY_SOURCE_MANUAL,
+                    confidence=1.0,
                 )
             )
         return request

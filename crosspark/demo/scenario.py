@@ -73,18 +73,39 @@ class Plan:
 
 LOTS = [
     LotPlan(
-        "lot-camera", "东门停车场 (camera)", "VendorA", "ONLINE", "PER_EXIT", "camera",
-        {"kind": "PER_VISIT", "visit_fee_fen": 500}, "per visit ¥5.00",
+        "lot-camera",
+        "东门停车场 (camera)",
+        "VendorA",
+        "ONLINE",
+        "PER_EXIT",
+        "camera",
+        {"kind": "PER_VISIT", "visit_fee_fen": 500},
+        "per visit ¥5.00",
     ),
     LotPlan(
-        "lot-etc", "服务区停车场 (ETC)", "VendorB", "CACHED", "DAILY", "etc",
+        "lot-etc",
+        "服务区停车场 (ETC)",
+        "VendorB",
+        "CACHED",
+        "DAILY",
+        "etc",
         {"kind": "PER_TIME", "unit_minutes": 60, "bands": [("00:00", 300)], "free_minutes": 15},
         "flat ¥3.00/h, 15 min free",
     ),
     LotPlan(
-        "lot-mixed", "商场停车场 (camera + ETC)", "VendorC", "ONLINE_FALLBACK", "MONTHLY", "both",
-        {"kind": "PER_TIME", "unit_minutes": 30, "bands": [("08:00", 400), ("20:00", 150)], "free_minutes": 10,
-         "cap_per_24h_fen": 4000},
+        "lot-mixed",
+        "商场停车场 (camera + ETC)",
+        "VendorC",
+        "ONLINE_FALLBACK",
+        "MONTHLY",
+        "both",
+        {
+            "kind": "PER_TIME",
+            "unit_minutes": 30,
+            "bands": [("08:00", 400), ("20:00", 150)],
+            "free_minutes": 10,
+            "cap_per_24h_fen": 4000,
+        },
         "day ¥4.00/30 min, night ¥1.50/30 min, cap ¥40/24 h",
     ),
 ]
@@ -104,8 +125,14 @@ def _plate(rng: random.Random, used: set[str], new_energy: bool = False) -> str:
             return plate
 
 
-def make_plan(seed: int = 7, *, days: int = 31, monthly_vehicles: int = 24, temporary_vehicles: int = 30,
-              visits_per_lot_day: int = 8) -> Plan:
+def make_plan(
+    seed: int = 7,
+    *,
+    days: int = 31,
+    monthly_vehicles: int = 24,
+    temporary_vehicles: int = 30,
+    visits_per_lot_day: int = 8,
+) -> Plan:
     """A month of traffic at three lots; the same seed gives the same month."""
     rng = random.Random(seed)
     month_start = datetime(2026, 10, 1, tzinfo=TZ)
@@ -152,16 +179,26 @@ def make_plan(seed: int = 7, *, days: int = 31, monthly_vehicles: int = 24, temp
                 busy_until[plate] = exit_at + timedelta(minutes=30)
                 visits.append(Visit(lot.lot_id, plate, color, entry, exit_at, valid_here, monthly))
     ending_visit = Visit(
-        "lot-mixed", ending_plate, PlateColor.BLUE,
-        datetime(2026, 10, 14, 19, 40, tzinfo=TZ), datetime(2026, 10, 15, 9, 5, tzinfo=TZ), True, True,
+        "lot-mixed",
+        ending_plate,
+        PlateColor.BLUE,
+        datetime(2026, 10, 14, 19, 40, tzinfo=TZ),
+        datetime(2026, 10, 15, 9, 5, tzinfo=TZ),
+        True,
+        True,
     )
     visits.append(ending_visit)
     # A monthly stay at lot-etc that the platform holds, not yet stated, when the outage begins:
     # the demo corrupts its platform record while the platform is down.
     wrong_plate, wrong_color, _ = next(m for m in members if not m[2])
     wrong_fee_visit = Visit(
-        "lot-etc", wrong_plate, wrong_color,
-        datetime(2026, 10, 10, 7, 30, tzinfo=TZ), datetime(2026, 10, 10, 10, 45, tzinfo=TZ), True, True,
+        "lot-etc",
+        wrong_plate,
+        wrong_color,
+        datetime(2026, 10, 10, 7, 30, tzinfo=TZ),
+        datetime(2026, 10, 10, 10, 45, tzinfo=TZ),
+        True,
+        True,
     )
     wrong_day = wrong_fee_visit.entry_at.date()
     visits = [v for v in visits if not (v.plate == wrong_plate and v.entry_at.date() == wrong_day)]

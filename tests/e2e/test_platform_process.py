@@ -42,7 +42,9 @@ def test_platform_serve_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
     )
     try:
         health = health_pb2_grpc.HealthStub(open_channel(address, insecure=True))
-        assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         assert db.exists()
@@ -54,7 +56,11 @@ def test_platform_serve_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
 def test_platform_serve_refuses_insecure_on_public_address(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "crosspark", "platform", "serve", "--listen", "0.0.0.0:0", "--insecure"],
-        cwd=tmp_path, env={**os.environ, "CROSSPARK_ADMIN_TOKEN": ADMIN}, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "CROSSPARK_ADMIN_TOKEN": ADMIN},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "loopback" in result.stderr
@@ -74,14 +80,20 @@ def test_platform_serve_takes_settings_from_config_file(tmp_path: Path) -> None:
             process.kill()
 
 
-@pytest.mark.parametrize("content, message", [("[platform]\nlisten = 5\nbogus = 1\n", "unknown setting 'bogus'"),
-                                               ("not toml [", "not valid TOML")])
+@pytest.mark.parametrize(
+    "content, message",
+    [("[platform]\nlisten = 5\nbogus = 1\n", "unknown setting 'bogus'"), ("not toml [", "not valid TOML")],
+)
 def test_bad_config_file_is_refused_with_reason(tmp_path: Path, content: str, message: str) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(content)
     result = subprocess.run(
         [sys.executable, "-m", "crosspark", "platform", "serve", "--config", str(config)],
-        cwd=tmp_path, env={**os.environ, "CROSSPARK_ADMIN_TOKEN": ADMIN}, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "CROSSPARK_ADMIN_TOKEN": ADMIN},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert message in result.stderr
@@ -94,7 +106,9 @@ def test_platform_serve_with_tls_generates_a_local_ca(tmp_path: Path) -> None:
         assert ca.exists()
         port = address.rsplit(":", 1)[1]
         health = health_pb2_grpc.HealthStub(open_channel(f"localhost:{port}", ca_cert=ca))
-        assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

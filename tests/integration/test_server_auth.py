@@ -49,7 +49,9 @@ def server() -> Iterator[GrpcServer]:
         Registration(cards_pb2_grpc.add_CardServiceServicer_to_server, FakeCards(), "crosspark.v1.CardService"),
         Registration(admin_pb2_grpc.add_AdminServiceServicer_to_server, FakeAdmin(), "crosspark.v1.AdminService"),
     ]
-    running = GrpcServer(ServerOptions(listen="127.0.0.1:0", insecure=True, max_message_bytes=1 << 20), authenticator, services)
+    running = GrpcServer(
+        ServerOptions(listen="127.0.0.1:0", insecure=True, max_message_bytes=1 << 20), authenticator, services
+    )
     running.start()
     yield running
     running.stop(grace=0)

@@ -23,14 +23,24 @@ from crosspark.v1 import (
 from tests.support import ADMIN_TOKEN, channel_to, running_platform
 
 ALL_FOUR = [
-    Registration(cards_pb2_grpc.add_CardServiceServicer_to_server, cards_pb2_grpc.CardServiceServicer(), "crosspark.v1.CardService"),
-    Registration(admin_pb2_grpc.add_AdminServiceServicer_to_server, admin_pb2_grpc.AdminServiceServicer(), "crosspark.v1.AdminService"),
+    Registration(
+        cards_pb2_grpc.add_CardServiceServicer_to_server,
+        cards_pb2_grpc.CardServiceServicer(),
+        "crosspark.v1.CardService",
+    ),
+    Registration(
+        admin_pb2_grpc.add_AdminServiceServicer_to_server,
+        admin_pb2_grpc.AdminServiceServicer(),
+        "crosspark.v1.AdminService",
+    ),
     Registration(
         settlement_pb2_grpc.add_SettlementServiceServicer_to_server,
         settlement_pb2_grpc.SettlementServiceServicer(),
         "crosspark.v1.SettlementService",
     ),
-    Registration(gate_pb2_grpc.add_GateServiceServicer_to_server, gate_pb2_grpc.GateServiceServicer(), "crosspark.v1.GateService"),
+    Registration(
+        gate_pb2_grpc.add_GateServiceServicer_to_server, gate_pb2_grpc.GateServiceServicer(), "crosspark.v1.GateService"
+    ),
 ]
 
 
@@ -98,7 +108,9 @@ def test_tls_server_accepts_client_that_trusts_its_ca(tmp_path: Path) -> None:
     server = GrpcServer(options, TokenAuthenticator(), ALL_FOUR).start()
     try:
         trusted = health_pb2_grpc.HealthStub(open_channel(f"localhost:{server.port}", ca_cert=tls.ca_cert))
-        assert trusted.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            trusted.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        )
         other_ca = ensure_dev_tls(tmp_path / "other").ca_cert
         untrusted = health_pb2_grpc.HealthStub(open_channel(f"localhost:{server.port}", ca_cert=other_ca))
         with pytest.raises(grpc.RpcError) as caught:

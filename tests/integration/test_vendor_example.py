@@ -45,7 +45,8 @@ def test_vendor_client_checks_reports_and_reconciles(tmp_path: Path) -> None:
         )  # fmt: skip
         card = cards_pb2_grpc.CardServiceStub(admin).ApplyCard(
             cards_pb2.ApplyCardRequest(
-                request_id="r1", vehicle=common_pb2.VehicleIdentity(plate="粤B12345", color=common_pb2.PLATE_COLOR_BLUE),
+                request_id="r1",
+                vehicle=common_pb2.VehicleIdentity(plate="粤B12345", color=common_pb2.PLATE_COLOR_BLUE),
                 holder_name="张三", holder_phone="13800000000", start_date="2026-11-01", months=1,
             )
         )  # fmt: skip

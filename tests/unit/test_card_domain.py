@@ -20,6 +20,7 @@ from card_service.domain import (
     cancelled_until,
     check_application,
     decide_membership,
+    keyed_hasher,
     monotonic_ulids,
     ulid,
     validity,
@@ -228,3 +229,8 @@ def test_monotonic_ulids_increase() -> None:
     source = monotonic_ulids(T0)
     values = [next(source) for _ in range(2000)]
     assert values == sorted(values) and len(set(values)) == 2000
+
+
+@given(st.binary(max_size=100), st.binary(max_size=200))
+def test_keyed_hasher_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert keyed_hasher(key)(message) == hmac.new(key, message, hashlib.sha256).digest()

@@ -32,10 +32,13 @@ def reference(items: list[Entry], version: int) -> cards_pb2.CardListChunk:
     return cards_pb2.CardListChunk(
         entries=[
             cards_pb2.CardListEntry(
-                vehicle_hash=e.vehicle_hash, card_id=e.card_id, valid_from=stamp(e.valid_from_us),
+                vehicle_hash=e.vehicle_hash,
+                card_id=e.card_id,
+                valid_from=stamp(e.valid_from_us),
                 valid_until=stamp(e.valid_until_us),
                 state=cards_pb2.CARD_STATE_ACTIVE if e.state is CardState.ACTIVE else cards_pb2.CARD_STATE_CANCELLED,
-                valid_at_lot=e.valid_at_lot, version=e.version,
+                valid_at_lot=e.valid_at_lot,
+                version=e.version,
             )
             for e in items
         ],

@@ -217,5 +217,5 @@ def test_real_photos_are_read_with_few_false_reads(shared_data: Path) -> None:
         outputs += len(found)
         read += len(found & truth)
         false += len(found - truth)
-    assert read >= 0.3 * plates
+    assert read >= 0.2 * plates
     assert false <= max(1, 0.3 * outputs)

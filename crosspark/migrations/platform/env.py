@@ -3,10 +3,10 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from crosspark.db import version_table
+from crosspark.db import Schema, version_table
 from crosspark.migrations import target_metadata
 
-SCHEMA = "platform"
+SCHEMA: Schema = "platform"
 config = context.config
 metadata = target_metadata(SCHEMA)
 
@@ -35,6 +35,8 @@ if context.is_offline_mode():
 elif (connection := config.attributes.get("connection")) is not None:
     run_migrations(connection)
 else:
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool)
+    engine = engine_from_config(
+        config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with engine.connect() as connection:
         run_migrations(connection)

@@ -128,9 +128,7 @@ def upgrade() -> None:
 
     op.create_table(
         "lot_reconciliation_items",
-        sa.Column(
-            "statement_id", sa.String(96), sa.ForeignKey("lot_statements.statement_id"), primary_key=True
-        ),
+        sa.Column("statement_id", sa.String(96), sa.ForeignKey("lot_statements.statement_id"), primary_key=True),
         sa.Column("stay_id", sa.String(36), primary_key=True),
         sa.Column("result", sa.String(24), nullable=False),
         sa.Column("line_no", sa.Integer, nullable=False),
