@@ -114,20 +114,21 @@ class _Table:
         del keys
         self.hashes = hashes[order]
         del hashes
-        columns = (
-            ("card_ids", "card_ids", None),
-            ("valid_from", "valid_from_us", np.int64),
-            ("until", "valid_until_us", np.int64),
-            ("states", "states", np.uint8),
-            ("at_lot", "valid_at_lot", bool),
-            ("versions", "versions", np.int64),
-        )
+
+        def take(name: str, dtype: Any = None) -> np.ndarray:
+            sorted_column = np.asarray(getattr(state, name), dtype=dtype)[order]
+            if consume:
+                setattr(state, name, _NOTHING)
+            return sorted_column
+
         if consume:
             state.hashes = _NOTHING
-        for mine, theirs, dtype in columns:
-            setattr(self, mine, np.asarray(getattr(state, theirs), dtype=dtype)[order])
-            if consume:
-                setattr(state, theirs, _NOTHING)
+        self.card_ids = take("card_ids")
+        self.valid_from = take("valid_from_us", np.int64)
+        self.until = take("valid_until_us", np.int64)
+        self.states = take("states", np.uint8)
+        self.at_lot = take("valid_at_lot", bool)
+        self.versions = take("versions", np.int64)
 
     @classmethod
     def empty(cls) -> _Table:

@@ -87,9 +87,12 @@ def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
     hist = hist + np.roll(hist, 1) + np.roll(hist, -1)
     hue = float(hist.argmax() * 6 + 3)
     name = _hue_name(hue)
-    if name is not None and sat >= _MIN_SATURATION[name] and val >= 25:
+    agreeing = 0.0
+    if name is not None:
         lo, hi = _HUES[name]
         agreeing = float(((bg[:, 0] >= lo) & (bg[:, 0] < hi)).mean())
+    # a coloured background has one hue; the hue of a dark or gray one is sensor noise, spread wide
+    if name is not None and sat >= _MIN_SATURATION[name] and val >= 25 and agreeing >= 0.6:
         confidence = agreeing * min(1.0, sat / (2 * _MIN_SATURATION[name]))
         color = {"blue": PlateColor.BLUE, "yellow": PlateColor.YELLOW, "green": PlateColor.GREEN}[name]
         return color, float(confidence)

@@ -247,16 +247,16 @@ def _colour_candidates(colour: np.ndarray, edge_mask: np.ndarray) -> list[tuple[
     return found
 
 
-def _edge_candidates(edge_mask: np.ndarray) -> list[tuple[np.ndarray, PlateColor | None]]:
-    found: list[tuple[np.ndarray, PlateColor | None]] = []
-    for kw in (9, 17):
-        bars = cv2.morphologyEx(edge_mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (kw, 3)))
-        bars = cv2.morphologyEx(bars, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3)))
-        stats = region_stats(bars)
-        if len(stats):
-            rects = _rectangles(stats)
-            found.extend((r, None) for r in rects[_keep(rects)])
-    return found
+def _edge_candidates(edge_mask: np.ndarray, bridge: int) -> list[tuple[np.ndarray, PlateColor | None]]:
+    """Bars of vertical edges: ``edge_mask`` closed over gaps up to ``bridge`` pixels wide, then
+    opened to drop thin strays, labelled into regions with a plate's proportions."""
+    bars = cv2.morphologyEx(edge_mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (bridge, 3)))
+    bars = cv2.morphologyEx(bars, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3)))
+    stats = region_stats(bars)
+    if len(stats) == 0:
+        return []
+    rects = _rectangles(stats)
+    return [(r, None) for r in rects[_keep(rects)]]
 
 
 def _edge_threshold(edge: np.ndarray) -> int:
@@ -297,7 +297,8 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     edge_mask = cv2.threshold(edge, strong, 255, cv2.THRESH_BINARY)[1]
     # dim plates (night, haze) have weak strokes: look again with half the threshold
     weak_mask = cv2.threshold(edge, max(8, strong // 2), 255, cv2.THRESH_BINARY)[1]
-    found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask) + _edge_candidates(weak_mask)
+    # strong strokes are bridged over short gaps; weak ones, broken up by noise, over longer
+    found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask, 9) + _edge_candidates(weak_mask, 17)
     if not found:
         return []
     rects = np.array([r for r, _ in found])

@@ -10,8 +10,10 @@ probable valid plate. A candidate whose best plate is not confident enough is no
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -130,7 +132,7 @@ class _Read:
     confidence: float
 
 
-def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> list[Segmentation]:
+def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> Iterator[Segmentation]:
     return segmentations(cv2.bitwise_not(gray) if dark_text else gray, n_chars, 2)
 
 
@@ -147,13 +149,16 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None
     dark_text = is_dark_text(hint)
     n_chars = 8 if hint in _EIGHT_CHARACTER_COLOURS else 7
     segs = _segment_as(gray, dark_text, n_chars)
-    if not segs:
+    first = next(segs, None)
+    if first is None:
         return None
     if color is None:
         color, _ = plate_color(crop)
     want_n = 8 if color in _EIGHT_CHARACTER_COLOURS else 7
     if is_dark_text(color) != dark_text or want_n != n_chars:
         segs = _segment_as(gray, is_dark_text(color), want_n)
+    else:
+        segs = itertools.chain([first], segs)
     best: tuple[str, float] | None = None
     for seg in segs:
         if seg.score < MIN_FIT:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -37,16 +38,35 @@ class Segmentation:
     ``glyphs`` the matching grayscale cuts (bright strokes), ``tilt`` and ``shear`` the vertical
     and horizontal shears that levelled the cut, ``score`` how well the layout fits (ink inside
     the slots less ink between and beside them, per character height squared: a clean plate
-    scores about 1.4, text that is not a plate mostly under 1), and ``plate_corners`` the whole
-    plate's outline (4 × 2: top-left, top-right, bottom-right, bottom-left) in the pixels of the
-    cut as given, drawn from the characters' size and place."""
+    scores about 1.4, text that is not a plate mostly under 1); ``plate_corners`` gives the
+    whole plate's outline."""
 
     boxes: list[tuple[int, int, int, int]]
     glyphs: list[np.ndarray]
     tilt: float
     shear: float
     score: float
-    plate_corners: np.ndarray
+    n_chars: int
+    origin: float  # left edge of the first character in the levelled cut
+    char_height: float
+    band_middle: float
+    cut_shape: tuple[int, int]
+
+    @property
+    def plate_corners(self) -> np.ndarray:
+        """The plate's outline (4 × 2: top-left, top-right, bottom-right, bottom-left) in the
+        pixels of the cut as given, drawn from the characters' size and place."""
+        lefts, widths = LAYOUTS[self.n_chars]
+        plate_w, plate_h = PLATE_SIZES[self.n_chars]
+        cx = self.origin + self.char_height * (lefts[-1] + widths[-1]) / 2
+        hw, hh = self.char_height * plate_w / 2, self.char_height * plate_h / 2
+        xs = np.array([cx - hw, cx + hw, cx + hw, cx - hw])
+        ys = np.array([-hh, -hh, hh, hh]) + self.band_middle
+        # undo the shears: upright moved x by shear·(y − h/2), levelling moved y by tilt·(x − w/2)
+        h, w = self.cut_shape
+        xs = xs - self.shear * (ys - h / 2)
+        ys = ys - self.tilt * (xs - w / 2)
+        return np.stack([xs, ys], axis=1)
 
 
 #: How far (in character heights) the layout may reach past the cut: a province character half
@@ -120,19 +140,19 @@ def _median(values: np.ndarray) -> float:
 def segment(gray: np.ndarray, n_chars: int = 7) -> Segmentation | None:
     """Cut an upright plate (uint8 gray, bright strokes on dark) into ``n_chars`` (7 or 8)
     characters; None when no row of characters is found."""
-    found = segmentations(gray, n_chars, 1)
-    return found[0] if found else None
+    return next(segmentations(gray, n_chars, 1), None)
 
 
-def segmentations(gray: np.ndarray, n_chars: int = 7, count: int = 2) -> list[Segmentation]:
-    """Up to ``count`` cuts of an upright plate, best layout fit first; the others place the layout
-    at least half a character pitch away (a plate whose end is hidden, or with a bolt or a frame
-    edge beside its characters, can fit best one character off)."""
+def segmentations(gray: np.ndarray, n_chars: int = 7, count: int = 2) -> Iterator[Segmentation]:
+    """Up to ``count`` cuts of an upright plate, best layout fit first, each made only when asked
+    for; the later ones place the layout at least half a character pitch away from the earlier
+    (a plate whose end is hidden, or with a bolt or a frame edge beside its characters, can fit
+    best one character off)."""
     if n_chars not in LAYOUTS:
         raise ValueError(f"a plate has 7 or 8 characters, not {n_chars}")
     gray = np.ascontiguousarray(gray, dtype=np.uint8)
     if gray.ndim != 2 or gray.shape[0] < 12 or gray.shape[1] < 24:
-        return []
+        return
     ink, transitions = binarize(gray)
     # level the rows first (a small rotation), then stand the strokes upright
     tilt = estimate_shear(ink, vertical=True)
@@ -141,7 +161,7 @@ def segmentations(gray: np.ndarray, n_chars: int = 7, count: int = 2) -> list[Se
         ink, transitions = binarize(gray)
     rough = _band(transitions, n_chars)
     if rough is None:
-        return []
+        return
     shear = estimate_shear(ink[rough[0] : rough[1]])
     if shear:
         gray = apply_shear(gray, shear)
@@ -153,7 +173,7 @@ def segmentations(gray: np.ndarray, n_chars: int = 7, count: int = 2) -> list[Se
     ink = cv2.subtract(ink, frame)
     found = _char_band(ink, rough)
     if found is None:
-        return []
+        return
     y0, y1, labels, stats = found
     char_h = y1 - y0
     profile = _stroke_profile(labels, stats, y0, y1)
@@ -163,48 +183,17 @@ def segmentations(gray: np.ndarray, n_chars: int = 7, count: int = 2) -> list[Se
     scales = char_h * np.linspace(0.85, 1.4, 12)
     x_from = -OVERHANG * 1.4 * char_h
     scores = _segment_cy.fit_slots(profile, lefts, widths, scales, x_from, float(w), 1.0, 1.0, 0.7, OVERHANG)
-    result: list[Segmentation] = []
     origins = x_from + np.arange(scores.shape[1]) if scores.size else np.zeros(0)
-    while len(result) < count and scores.size and np.isfinite(scores.max()):
+    for _ in range(count):
+        if scores.size == 0 or not np.isfinite(scores.max()):
+            return
         si, oi = np.unravel_index(int(np.argmax(scores)), scores.shape)
         scale, origin = float(scales[si]), float(origins[oi])
+        boxes, glyphs = _cut(gray, stats, y0, y1, origin, scale, lefts, widths)
         fit = float(scores[si, oi]) / max(char_h, 1)
-        result.append(_segmentation(gray, stats, y0, y1, origin, scale, n_chars, tilt, shear, fit))
+        yield Segmentation(boxes, glyphs, tilt, shear, fit, n_chars, origin, scale, (y0 + y1) / 2, (gray.shape[0], w))
         # the next placement starts at least half a pitch (57 mm = 0.63 character heights) away
         scores[:, np.abs(origins - origin) < 0.5 * 0.63 * char_h] = -np.inf
-    return result
-
-
-def _segmentation(
-    gray: np.ndarray,
-    stats: np.ndarray,
-    y0: int,
-    y1: int,
-    origin: float,
-    scale: float,
-    n_chars: int,
-    tilt: float,
-    shear: float,
-    fit: float,
-) -> Segmentation:
-    lefts, widths = LAYOUTS[n_chars]
-    span = lefts[-1] + widths[-1]
-    boxes, glyphs = _cut(gray, stats, y0, y1, origin, scale, lefts, widths)
-    plate_w, plate_h = PLATE_SIZES[n_chars]
-    cx, cy = origin + scale * span / 2, (y0 + y1) / 2
-    hw, hh = scale * plate_w / 2, scale * plate_h / 2
-    corners = np.array([[cx - hw, cy - hh], [cx + hw, cy - hh], [cx + hw, cy + hh], [cx - hw, cy + hh]])
-    return Segmentation(boxes, glyphs, tilt, shear, fit, _undo_shears(corners, tilt, shear, gray.shape))
-
-
-def _undo_shears(points: np.ndarray, tilt: float, shear: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Map points of the levelled cut back to the cut as given (the inverse of ``apply_shear``
-    vertical by ``tilt``, then horizontal by ``shear``)."""
-    h, w = shape[:2]
-    level = np.array([[1.0, 0.0, 0.0], [tilt, 1.0, -tilt * w / 2], [0.0, 0.0, 1.0]])
-    upright = np.array([[1.0, shear, -shear * h / 2], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    back = np.linalg.inv(upright @ level)
-    return points @ back[:2, :2].T + back[:2, 2]
 
 
 def _cut(

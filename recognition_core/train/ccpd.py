@@ -42,6 +42,23 @@ def load_crops(directory: Path = CCPD_DIR) -> list[Crop]:
     return crops
 
 
+def level(bgr: np.ndarray) -> np.ndarray:
+    """Rotate a crop so its row of characters is level: a line through the centres of the
+    character-sized ink components gives the tilt (CCPD crops are boxes around tilted plates)."""
+    h, w = bgr.shape[:2]
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    _, _, stats, centres = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    heights, widths = stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_WIDTH]
+    chars = (heights >= 0.35 * h) & (heights <= 0.95 * h) & (widths <= 0.3 * w)
+    if chars.sum() < 3:
+        return bgr
+    xs, ys = centres[1:][chars].T
+    angle = float(np.degrees(np.arctan(np.polyfit(xs, ys, 1)[0])))
+    rotation = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return cv2.warpAffine(bgr, rotation, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
 def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:
     best, start = None, None
     for i, flag in enumerate([*flags.tolist(), False]):

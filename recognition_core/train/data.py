@@ -13,7 +13,7 @@ from crosspark.plate import ALPHABET, DIGITS, LETTERS, PROVINCES, SPECIAL_SUFFIX
 from recognition_core.classify import prepare_glyph
 from recognition_core.color import is_dark_text
 from recognition_core.synth import font_count, render_plate
-from recognition_core.train.ccpd import Crop, char_boxes
+from recognition_core.train.ccpd import Crop, char_boxes, level
 
 CLASS_OF = {ch: i for i, ch in enumerate(ALPHABET)}
 #: How often each colour is drawn: the road is mostly blue and yellow.
@@ -61,8 +61,9 @@ def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0
         rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), rng.uniform(0, 180), 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
-        img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6))
+        streak = cv2.warpAffine(kernel, rot, (k, k))
+        streak = (streak / max(float(streak.sum()), 1e-6)).astype(np.float32)
+        img = cv2.filter2D(img, -1, streak)
     img = img + rng.normal(0, rng.uniform(0, 10), img.shape)
     out = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.7:
@@ -135,9 +136,10 @@ def real_crop_glyphs(
 ) -> Iterator[tuple[np.ndarray, int]]:
     """``copies`` augmented cuts of each character of a CCPD crop (blue plates: bright text), of
     the slots ``keep`` marks (all by default)."""
-    boxes = char_boxes(cv2.cvtColor(crop.bgr, cv2.COLOR_BGR2GRAY))
+    bgr = level(crop.bgr)
+    boxes = char_boxes(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
     for k in range(copies):
-        img = crop.bgr if k == 0 else _degrade(crop.bgr.astype(np.float32), rng)
+        img = bgr if k == 0 else _degrade(bgr.astype(np.float32), rng)
         gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         h, w = gray.shape
         for slot, (box, ch) in enumerate(zip(boxes, crop.plate, strict=True)):
@@ -150,7 +152,7 @@ def real_crop_glyphs(
 
 
 def crop_glyphs(crop: Crop) -> tuple[np.ndarray, str]:
-    """The 7 glyphs of a CCPD crop, cut by the fitted layout, without augmentation."""
-    gray = cv2.cvtColor(crop.bgr, cv2.COLOR_BGR2GRAY)
+    """The 7 glyphs of a CCPD crop, levelled and cut by the fitted layout, without augmentation."""
+    gray = cv2.cvtColor(level(crop.bgr), cv2.COLOR_BGR2GRAY)
     glyphs = np.stack([prepare_glyph(gray[y0:y1, x0:x1]) for x0, y0, x1, y1 in char_boxes(gray)])
     return glyphs, crop.plate

@@ -49,6 +49,7 @@ def export_npz(model: CharNet, path: Path) -> None:
         for i, conv in enumerate(convs, start=1):
             w = conv.weight  # O, C, 3, 3
             params[f"conv{i}_w"] = w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]).numpy().astype(np.float32)
+            assert conv.bias is not None
             params[f"conv{i}_b"] = conv.bias.numpy().astype(np.float32)
         fc1, fc2 = (m for m in model.head if isinstance(m, nn.Linear))
         c = CHANNELS[-1]
@@ -58,4 +59,4 @@ def export_npz(model: CharNet, path: Path) -> None:
         params["fc2_w"] = fc2.weight.T.contiguous().numpy().astype(np.float32)
         params["fc2_b"] = fc2.bias.numpy().astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **params)
+    np.savez_compressed(path, **params)  # type: ignore[arg-type]

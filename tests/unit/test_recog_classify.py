@@ -75,6 +75,31 @@ def test_prepare_glyph_keeps_a_narrow_character_narrow():
     assert (glyph.max(axis=0) > 128).sum() <= 4
 
 
+def test_prepare_glyph_leaves_out_pieces_of_the_neighbours():
+    cut = np.zeros((40, 40), np.uint8)
+    cut[2:38, 16:24] = 255  # the character, in the middle
+    cut[2:38, 0:3] = 255  # the right stroke of the left neighbour
+    cut[2:38, 37:40] = 255  # the left stroke of the right neighbour
+    glyph = prepare_glyph(cut)
+    assert glyph[:, 8].min() > 200 and glyph[:, 0].max() < 64 and glyph[:, 15].max() < 64
+
+
+def test_prepare_glyph_keeps_the_pieces_of_a_split_character():
+    cut = np.zeros((40, 24), np.uint8)
+    for x in (3, 10, 17):  # 川: three strokes, three components
+        cut[4:36, x : x + 3] = 255
+    row = prepare_glyph(cut)[16] > 128
+    assert np.count_nonzero(row[1:] & ~row[:-1]) + row[0] == 3  # three strokes across the middle row
+
+
+def test_prepare_glyph_drops_a_frame_line_along_the_top():
+    cut = np.zeros((44, 22), np.uint8)
+    cut[0:3, :] = 255  # the plate's frame
+    cut[8:40, 9:13] = 255  # a '1'
+    glyph = prepare_glyph(cut)
+    assert glyph[0].max() > 200 and (glyph.max(axis=0) > 128).sum() <= 4  # the bar now fills the height
+
+
 def test_prepare_glyph_accepts_a_flat_cut():
     glyph = prepare_glyph(np.full((10, 5), 77, np.uint8))
     assert glyph.shape == GLYPH_SHAPE

@@ -1,8 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 
 from crosspark.identity import PlateColor
 from crosspark.plate import is_valid, usual_colors
+from recognition_core.color import plate_color
 from recognition_core.synth import FontMissingError, char_layout, random_plate, render_gate_photos, render_plate
 
 try:
@@ -66,3 +68,15 @@ def test_gate_photos_hold_the_plate_inside_the_frame():
 def test_char_layout_refuses_other_lengths():
     with pytest.raises(ValueError):
         char_layout(6)
+
+
+@pytest.mark.parametrize("color", list(PlateColor))
+def test_gate_photo_plates_keep_their_colour_under_the_scene_lighting(color):
+    right = 0
+    for seed in range(6):
+        scene = render_gate_photos(1, seed=seed, size=(480, 360), colors=[color])[0]
+        width = 440 if len(scene.plate) == 7 else 480
+        target = np.array([[0, 0], [width, 0], [width, 140], [0, 140]], np.float32)
+        matrix = cv2.getPerspectiveTransform(scene.corners.astype(np.float32), target)
+        right += plate_color(cv2.warpPerspective(scene.image, matrix, (width, 140)))[0] is color
+    assert right >= 5
