@@ -12,10 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_contains_stubs_and_compiled_extensions(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*command, str(REPO)], check=True, capture_output=True, timeout=600)
     [wheel] = tmp_path.glob("crosspark-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for proto in ("common", "cards", "admin", "settlement", "gate"):
