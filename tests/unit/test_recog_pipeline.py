@@ -202,7 +202,7 @@ def test_real_photos_are_read_with_few_false_reads(shared_data: Path) -> None:
     folder = shared_data / "alpr" / "easypr-dev"
     if not (folder / "labels.json").is_file():
         pytest.skip(f"no dev photos at {folder}")
-    entries = json.loads((folder / "labels.json").read_text(encoding="utf-8"))[::9]
+    entries = json.loads((folder / "labels.json").read_text(encoding="utf-8"))[::3]
     plates = read = outputs = false = 0
     for entry in entries:
         truth = {(p["plate"], p["color"]) for p in entry["plates"]}
@@ -217,5 +217,5 @@ def test_real_photos_are_read_with_few_false_reads(shared_data: Path) -> None:
         outputs += len(found)
         read += len(found & truth)
         false += len(found - truth)
-    assert read >= 0.2 * plates
-    assert false <= max(1, 0.3 * outputs)
+    assert read >= 0.25 * plates
+    assert false <= max(1, 0.2 * outputs)
