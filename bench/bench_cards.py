@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", help="an empty PostgreSQL database URL to use instead of a SQLite file")
     args = p.parse_args(argv)
     n = args.cards or (20_000 if args.quick else 1_000_000)
-    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    seconds = args.seconds or (1.0 if args.quick else 10.0)
     report = Report("bench_cards")
 
     def row(what: str, cards: int, result: str, baseline: str, ratio: float | None, **detail: object) -> None:

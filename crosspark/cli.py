@@ -62,6 +62,10 @@ def platform() -> None:
 @click.option("--metrics-listen", envvar="CROSSPARK_METRICS_LISTEN", help="HOST:PORT for Prometheus /metrics.")
 @click.option("--max-message-mb", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option(
+    "--max-workers", type=click.IntRange(4, 4096), default=256, show_default=True, envvar="CROSSPARK_MAX_WORKERS",
+    help="Threads serving RPCs; each connected lot keeps up to three streams open.",
+)
+@click.option(
     "--time-zone",
     default="Asia/Shanghai",
     envvar="CROSSPARK_TIME_ZONE",
@@ -78,6 +82,7 @@ def platform_serve(
     admin_token: str | None,
     metrics_listen: str | None,
     max_message_mb: int,
+    max_workers: int,
     time_zone: str,
     clock_spec: str | None,
 ) -> None:
@@ -96,6 +101,7 @@ def platform_serve(
         insecure=insecure,
         metrics_listen=metrics_listen,
         max_message_bytes=max_message_mb * 1024 * 1024,
+        max_workers=max_workers,
         time_zone=time_zone,
     )
     try:
@@ -196,6 +202,7 @@ def _mount(group: click.Group, module: str, names: tuple[str, ...]) -> None:
 _mount(cli, "card_service.cli", ("card",))
 _mount(lot, "card_service.cli", ("register", "list_lots", "status", "rotate"))
 _mount(lot, "lot_node.cli", ("serve",))
+_mount(cli, "lot_node.cli", ("gate",))
 _mount(cli, "settlement.cli", ("tariff", "statement", "dispute"))
 _mount(cli, "recognition_core.cli", ("recognize",))
 _mount(cli, "recognition_core.etc.cli", ("etc",))

@@ -39,6 +39,9 @@ class PlatformSettings:
     insecure: bool = False
     metrics_listen: str | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    #: Threads serving RPCs. Every connected lot holds up to three streams (WatchCards,
+    #: WatchStatements, ReportPassages), each occupying a thread while open.
+    max_workers: int = 256
     time_zone: str = DEFAULT_TIME_ZONE
     #: Issue statements automatically in the background (off in some tests).
     scheduler: bool = True
@@ -90,8 +93,8 @@ class Platform:
         from card_service.store import lot_id_for_token
 
         def lot_lookup(token: str) -> str | None:
-            with db.read_session() as session:
-                return lot_id_for_token(session, token)
+            with db.reader.connect() as connection:  # runs on every lot call: Core, no ORM session
+                return lot_id_for_token(connection, token)
 
         authenticator = TokenAuthenticator(admin_token=settings.admin_token, lot_lookup=lot_lookup)
         options = ServerOptions(
@@ -99,6 +102,7 @@ class Platform:
             insecure=settings.insecure,
             tls=None if settings.insecure else tls_files_for(settings.tls_dir, settings.data_dir),
             max_message_bytes=settings.max_message_bytes,
+            max_workers=settings.max_workers,
         )
         self.server = GrpcServer(options, authenticator, platform_services(self.ctx))
 

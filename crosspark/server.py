@@ -69,7 +69,8 @@ class ServerOptions:
     insecure: bool = False
     tls: TlsFiles | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_workers: int = 32
+    #: Threads serving RPCs; an open stream occupies one for its whole life.
+    max_workers: int = 64
     grace_seconds: float = 5.0
     extra_options: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -99,7 +100,9 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
                 *options.extra_options,
             ],
-            maximum_concurrent_rpcs=options.max_workers * 8,
+            # Calls beyond the thread pool are refused (RESOURCE_EXHAUSTED) rather than queued
+            # behind long-lived streams.
+            maximum_concurrent_rpcs=options.max_workers,
         )
         for service in services:
             service.add(service.servicer, self._server)

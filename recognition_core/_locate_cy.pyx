@@ -56,6 +56,8 @@ def cue_maps(const uint8_t[:, :, ::1] bgr, const uint8_t[::1] table, uint8_t[:, 
         return
     lut = &table[0]
     with nogil:
+        # one pass down the rows: colour and luma of row y, then the Sobel row y − 1, whose three
+        # luma rows are now all in cache
         for y in range(h):
             src = &bgr[y, 0, 0]
             crow = &colour[y, 0]
@@ -66,23 +68,26 @@ def cue_maps(const uint8_t[:, :, ::1] bgr, const uint8_t[::1] table, uint8_t[:, 
                 r = src[3 * x + 2]
                 crow[x] = lut[((b >> 3) << 10) | ((g >> 3) << 5) | (r >> 3)]
                 lrow[x] = <uint8_t> luma_of(b, g, r)
-        for y in range(h):
             erow = &edge[y, 0]
-            for x in range(w):
-                erow[x] = 0
-        if h >= 3 and w >= 3:
-            for y in range(1, h - 1):
-                up = &luma[y - 1, 0]
-                mid = &luma[y, 0]
-                down = &luma[y + 1, 0]
-                erow = &edge[y, 0]
-                for x in range(1, w - 1):
-                    gx = (<int> up[x + 1] - <int> up[x - 1]) + 2 * (<int> mid[x + 1] - <int> mid[x - 1]) \
-                        + (<int> down[x + 1] - <int> down[x - 1])
-                    if gx < 0:
-                        gx = -gx
-                    gx >>= 2
-                    erow[x] = <uint8_t> (gx if gx < 255 else 255)
+            erow[0] = 0
+            erow[w - 1] = 0
+            if y < 2 or w < 3:
+                continue
+            up = &luma[y - 2, 0]
+            mid = &luma[y - 1, 0]
+            down = lrow
+            erow = &edge[y - 1, 0]
+            for x in range(1, w - 1):
+                gx = (<int> up[x + 1] - <int> up[x - 1]) + 2 * (<int> mid[x + 1] - <int> mid[x - 1]) \
+                    + (<int> down[x + 1] - <int> down[x - 1])
+                if gx < 0:
+                    gx = -gx
+                gx >>= 2
+                erow[x] = <uint8_t> (gx if gx < 255 else 255)
+        # the first and last rows have no Sobel response
+        for x in range(w):
+            edge[0, x] = 0
+            edge[h - 1, x] = 0
 
 
 cdef inline int luma_of(int b, int g, int r) noexcept nogil:

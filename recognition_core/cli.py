@@ -80,7 +80,12 @@ def recognize(
     be read gets "plates": [] and an "error"; the exit status is then 1.
     """
     from recognition_core import pipeline
+    from recognition_core.classify import load_classifier
 
+    try:
+        load_classifier()  # once, before the clock starts on the first image
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
     threshold = pipeline.MIN_CONFIDENCE if min_confidence is None else min_confidence
     failed = 0
     for path in images:

@@ -1,10 +1,13 @@
 """Gate-camera plate reading (车牌识别): photo → located plates → characters → ``VehicleIdentity``.
 
 ``recognize`` runs the whole chain on a photo; ``recognize_crop`` on a plate that is already cut
-out. Each candidate region from ``locate`` is cut upright, its colour decides whether the strokes
-are dark (then the cut is inverted) and whether 7 or 8 characters are expected, ``segment`` cuts
-the characters, the classifier gives per-character probabilities and the grammar decoder the most
-probable valid plate. A candidate whose best plate is not confident enough is no plate.
+out. Each candidate region from ``locate`` (best first, at most ``MAX_CANDIDATES``) is cut upright
+out of the full-resolution photo; its colour decides whether the strokes are dark (then the cut is
+inverted) and whether 7 or 8 characters are expected; ``segment`` cuts the characters, and cuts
+whose layout fits poorly (``MIN_FIT``) go no further. The classifier gives per-character
+probabilities and the grammar decoder the most probable valid plate, whose confidence is its
+weakest character's. A candidate whose best plate is not confident enough (``MIN_CONFIDENCE``) is
+no plate; one read is kept per plate. Decoding is not part of ``recognize`` (``read_image``).
 """
 
 from __future__ import annotations
