@@ -150,12 +150,15 @@ class OutboxSender:
                     self._wake.clear()
                     continue
                 batch_seq += 1
+                # What stays in the outbox once this batch is delivered; its oldest row is at
+                # most as old as the oldest now (the batch holds the oldest rows).
+                left = depth - len(pending)
                 batch = settlement_pb2.PassageBatch(
                     lot_id=self.lot_id,
                     batch_seq=batch_seq,
                     passages=[passage_to_pb(row, self.lot_id) for _, row in pending],
-                    outbox_depth=depth,
-                    outbox_oldest_at=timestamp(oldest),
+                    outbox_depth=left,
+                    outbox_oldest_at=timestamp(oldest) if left > 0 else None,
                 )
                 requests.put(batch)
                 with self.db.session() as session:
