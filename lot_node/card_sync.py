@@ -27,7 +27,7 @@ from crosspark.v1 import cards_pb2, cards_pb2_grpc
 from lot_node import store
 from lot_node.card_cache import CardCache, CardCacheState
 from lot_node.gate import Membership, MembershipAnswer
-from lot_node.retrying import until_stopped
+from lot_node.retrying import PlatformStream
 
 log = structlog.get_logger("lot_node.cards")
 
@@ -88,8 +88,16 @@ def _columns_of(rows: Sequence[Sequence[object]]) -> CardCacheState:
 def _concat(parts: Sequence[CardCacheState], version: int) -> CardCacheState:
     if not parts:
         empty = np.zeros(0, np.int64)
-        return CardCacheState(version, np.zeros((0, 32), np.uint8), np.zeros(0, "S1"), empty, empty,
-                              np.zeros(0, np.uint8), np.zeros(0, bool), empty)
+        return CardCacheState(
+            version,
+            np.zeros((0, 32), np.uint8),
+            np.zeros(0, "S1"),
+            empty,
+            empty,
+            np.zeros(0, np.uint8),
+            np.zeros(0, bool),
+            empty,
+        )
     width = max(p.card_ids.dtype.itemsize for p in parts)
     return CardCacheState(
         version,
@@ -103,8 +111,10 @@ def _concat(parts: Sequence[CardCacheState], version: int) -> CardCacheState:
     )
 
 
-class CardSync:
+class CardSync(PlatformStream):
     """Keeps ``cache`` and the store in step with the platform's card list."""
+
+    failure_event = "cards.watch_failed"
 
     def __init__(
         self,
@@ -165,8 +175,11 @@ class CardSync:
                 store.put_meta(session, VERSION_KEY, "0", now)
             self._snapshot = True
             self.version = 0
-            log.info("cards.snapshot_begin", version=message.snapshot_begin.version,
-                     entries=message.snapshot_begin.entry_count)
+            log.info(
+                "cards.snapshot_begin",
+                version=message.snapshot_begin.version,
+                entries=message.snapshot_begin.entry_count,
+            )
         elif applied.kind == "snapshot_chunk":
             with self.db.session() as session:
                 store.upsert_cards(session, [entry_row(e) for e in message.chunk.entries])
@@ -186,28 +199,7 @@ class CardSync:
         for message in messages:
             self.apply_message(message)
 
-    def run(self, stop: threading.Event) -> None:
-        """Thread body: watch the card list, resuming at the version held, with backoff."""
-        assert self.connect is not None
-        while not stop.is_set():
-            retrying = until_stopped(stop, self.min_backoff_s, self.max_backoff_s, self._failed)
-            for attempt in retrying:
-                with attempt:
-                    self._watch(stop)
-
-    def stop(self) -> None:
-        call = self._call
-        if call is not None:
-            call.cancel()
-
-    def _failed(self, state) -> None:  # type: ignore[no-untyped-def]
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, grpc.RpcError):
-            self.reachability(False)
-        code = error.code().name if isinstance(error, grpc.RpcError) else f"{type(error).__name__}: {error}"[:200]
-        log.warning("cards.watch_failed", error=code, attempt=state.attempt_number)
-
-    def _watch(self, stop: threading.Event) -> None:
+    def _stream(self, stop: threading.Event) -> None:
         assert self.connect is not None
         channel = self.connect()
         stub = cards_pb2_grpc.CardServiceStub(channel)

@@ -24,7 +24,7 @@ from crosspark.v1 import settlement_pb2, settlement_pb2_grpc
 from lot_node import store
 from lot_node.convert import DIRECTION_TO_PB, flags_to_pb, identity_to_pb, timestamp
 from lot_node.gate import Direction, Flag
-from lot_node.retrying import until_stopped
+from lot_node.retrying import PlatformStream
 
 log = structlog.get_logger("lot_node.outbox")
 
@@ -40,8 +40,13 @@ class StreamBroken(Exception):
 
 def passage_to_pb(row: store.PassageRow, lot_id: str) -> settlement_pb2.Passage:
     identity = VehicleIdentity(
-        plate=row.plate, color=PlateColor(row.color), source=IdentitySource(row.source), confidence=row.confidence,
-        obu_serial=row.obu_serial, obu_issuer=row.obu_issuer, vehicle_class=row.vehicle_class,
+        plate=row.plate,
+        color=PlateColor(row.color),
+        source=IdentitySource(row.source),
+        confidence=row.confidence,
+        obu_serial=row.obu_serial,
+        obu_issuer=row.obu_issuer,
+        vehicle_class=row.vehicle_class,
     )
     flags = frozenset(Flag(f) for f in row.flags.split(",") if f)
     message = settlement_pb2.Passage(
@@ -62,8 +67,11 @@ def passage_to_pb(row: store.PassageRow, lot_id: str) -> settlement_pb2.Passage:
     return message
 
 
-class OutboxSender:
-    """Streams the outbox to the platform until stopped. ``wake()`` after a commit sends at once."""
+class OutboxSender(PlatformStream):
+    """Streams the outbox to the platform until stopped. ``wake()`` after a commit sends at once.
+    The backoff starts afresh once a stream has delivered something."""
+
+    failure_event = "outbox.stream_failed"
 
     def __init__(
         self,
@@ -99,29 +107,7 @@ class OutboxSender:
     def stop(self) -> None:
         """Cut the stream now (the thread's stop event must be set too)."""
         self._wake.set()
-        call = self._call
-        if call is not None:
-            call.cancel()
-
-    def run(self, stop: threading.Event) -> None:
-        """Thread body: stream, and after a failure wait (exponential, jittered) and stream again.
-        The backoff starts afresh once a stream has delivered something."""
-        self._stop = stop
-        while not stop.is_set():
-            retrying = until_stopped(stop, self.min_backoff_s, self.max_backoff_s, self._failed)
-            for attempt in retrying:
-                with attempt:
-                    self._stream(stop)
-
-    def _failed(self, state) -> None:  # type: ignore[no-untyped-def]
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, grpc.RpcError):
-            self.reachability(False)
-        if self._stop is not None and self._stop.is_set():
-            return
-        code = error.code().name if isinstance(error, grpc.RpcError) else f"{type(error).__name__}: {error}"[:200]
-        log.warning("outbox.stream_failed", error=code, attempt=state.attempt_number,
-                    retry_in_s=round(state.next_action.sleep, 2) if state.next_action else None)
+        super().stop()
 
     def _stream(self, stop: threading.Event) -> None:
         """One ReportPassages stream: send a batch, apply its acks, repeat; returns when stopped or

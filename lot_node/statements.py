@@ -29,7 +29,7 @@ from lot_node.convert import instant
 from lot_node.fees import tariff_from_pb
 from lot_node.reconcile import LotStay, Outcome, reconcile
 from lot_node.report import ReportHeader, render_csv, render_html
-from lot_node.retrying import until_stopped
+from lot_node.retrying import PlatformStream
 from settlement import statement_file
 from settlement.tariff import Tariff
 
@@ -57,8 +57,10 @@ class Handled:
     outcome: Outcome | None = None
 
 
-class StatementIntake:
+class StatementIntake(PlatformStream):
     """Receives the lot's statements until stopped (``run``), or one at a time (``handle``)."""
+
+    failure_event = "statements.watch_failed"
 
     def __init__(
         self,
@@ -88,26 +90,7 @@ class StatementIntake:
 
     # --- the watch loop -----------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            retrying = until_stopped(stop, self.min_backoff_s, self.max_backoff_s, self._failed)
-            for attempt in retrying:
-                with attempt:
-                    self._watch(stop)
-
-    def stop(self) -> None:
-        call = self._call
-        if call is not None:
-            call.cancel()
-
-    def _failed(self, state) -> None:  # type: ignore[no-untyped-def]
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, grpc.RpcError):
-            self.reachability(False)
-        code = error.code().name if isinstance(error, grpc.RpcError) else f"{type(error).__name__}: {error}"[:200]
-        log.warning("statements.watch_failed", error=code, attempt=state.attempt_number)
-
-    def _watch(self, stop: threading.Event) -> None:
+    def _stream(self, stop: threading.Event) -> None:
         channel = self.connect()
         stub = settlement_pb2_grpc.SettlementServiceStub(channel)
         call = stub.WatchStatements(
@@ -167,8 +150,13 @@ class StatementIntake:
         self._record(meta, verdict, outcome)
         self._submit(stub, meta, outcome)
         self._report(meta, verdict, outcome)
-        log.info("statement.reconciled", statement_id=meta.statement_id, verdict=verdict,
-                 matched=outcome.matched_count, disputed=len(outcome.disputed))
+        log.info(
+            "statement.reconciled",
+            statement_id=meta.statement_id,
+            verdict=verdict,
+            matched=outcome.matched_count,
+            disputed=len(outcome.disputed),
+        )
         self._notify()
         return Handled(meta.statement_id, verdict, outcome=outcome)
 
@@ -238,10 +226,14 @@ class StatementIntake:
                     row = session.get(store.TariffRow, message.version)
                     body = message.SerializeToString()
                     if row is None:
-                        session.add(store.TariffRow(
-                            version=message.version, effective_from=instant(message.effective_from), body=body,
-                            fetched_at=now,
-                        ))
+                        session.add(
+                            store.TariffRow(
+                                version=message.version,
+                                effective_from=instant(message.effective_from),
+                                body=body,
+                                fetched_at=now,
+                            )
+                        )
                     else:
                         row.body, row.fetched_at = body, now
         with self.db.read_session() as session:
@@ -261,9 +253,7 @@ class StatementIntake:
             named = [line.stay_id for line in lines if line.kind == "STAY"]
             known = {s.stay_id: s for s in _monthly_stays(session, stay_ids=named)}
             in_period = (
-                _monthly_stays(session, exited_from=period_from, exited_to=period_to)
-                if period_to > period_from
-                else []
+                _monthly_stays(session, exited_from=period_from, exited_to=period_to) if period_to > period_from else []
             )
         for stay in in_period:
             known.setdefault(stay.stay_id, stay)
@@ -281,7 +271,9 @@ class StatementIntake:
                 settlement_pb2.ReconciliationItem(
                     stay_id=i.stay_id,
                     result=cast(Any, settlement_pb2.LineResult.Value(f"LINE_RESULT_{i.result.value}")),
-                    line_no=i.line_no, platform_fee_fen=i.platform_fee_fen, lot_fee_fen=i.lot_fee_fen,
+                    line_no=i.line_no,
+                    platform_fee_fen=i.platform_fee_fen,
+                    lot_fee_fen=i.lot_fee_fen,
                     note=i.note[:256],
                 )
                 for i in outcome.disputed
@@ -316,8 +308,17 @@ class StatementIntake:
             row = session.get(store.StatementRow, meta.statement_id)
             if row is None:
                 row = store.StatementRow(
-                    statement_id=meta.statement_id, seq=meta.seq, body=b"", state=state, reason="", file_path="",
-                    received_at=now, matched_count=0, disputed_count=0, report_csv="", report_html="",
+                    statement_id=meta.statement_id,
+                    seq=meta.seq,
+                    body=b"",
+                    state=state,
+                    reason="",
+                    file_path="",
+                    received_at=now,
+                    matched_count=0,
+                    disputed_count=0,
+                    report_csv="",
+                    report_html="",
                 )
                 session.add(row)
             row.body = meta.SerializeToString()
@@ -334,17 +335,28 @@ class StatementIntake:
                 session.query(store.ReconciliationItemRow).filter_by(statement_id=meta.statement_id).delete()
                 session.add_all(
                     store.ReconciliationItemRow(
-                        statement_id=meta.statement_id, stay_id=i.stay_id, result=i.result.value, line_no=i.line_no,
-                        platform_fee_fen=i.platform_fee_fen, lot_fee_fen=i.lot_fee_fen, note=i.note[:256],
+                        statement_id=meta.statement_id,
+                        stay_id=i.stay_id,
+                        result=i.result.value,
+                        line_no=i.line_no,
+                        platform_fee_fen=i.platform_fee_fen,
+                        lot_fee_fen=i.lot_fee_fen,
+                        note=i.note[:256],
                     )
                     for i in outcome.items
                 )
 
     def _report(self, meta: settlement_pb2.Statement, verdict: str, outcome: Outcome | None, reason: str = "") -> None:
         header = ReportHeader(
-            lot_id=self.lot_id, statement_id=meta.statement_id, period_from=instant(meta.period_from),
-            period_to=instant(meta.period_to), time_zone=meta.time_zone or self.time_zone,
-            issued_at=instant(meta.issued_at), checked_at=self.clock.now(), sha256=meta.sha256, verdict=verdict,
+            lot_id=self.lot_id,
+            statement_id=meta.statement_id,
+            period_from=instant(meta.period_from),
+            period_to=instant(meta.period_to),
+            time_zone=meta.time_zone or self.time_zone,
+            issued_at=instant(meta.issued_at),
+            checked_at=self.clock.now(),
+            sha256=meta.sha256,
+            verdict=verdict,
             reason=reason,
         )
         self.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -406,6 +418,12 @@ def _monthly_stays(
 def _lot_stay(row: store.StayRow, delivered_at: datetime | None) -> LotStay:
     assert row.exited_at is not None
     return LotStay(
-        stay_id=row.stay_id, card_id=row.card_id, plate=row.plate, color=row.color, entered_at=row.entered_at,
-        exited_at=row.exited_at, split_at=row.split_at, delivered_at=delivered_at,
+        stay_id=row.stay_id,
+        card_id=row.card_id,
+        plate=row.plate,
+        color=row.color,
+        entered_at=row.entered_at,
+        exited_at=row.exited_at,
+        split_at=row.split_at,
+        delivered_at=delivered_at,
     )

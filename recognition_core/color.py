@@ -90,9 +90,12 @@ def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
     agreeing = 0.0
     if name is not None:
         lo, hi = _HUES[name]
-        agreeing = float(((bg[:, 0] >= lo) & (bg[:, 0] < hi)).mean())
-    # a coloured background has one hue; the hue of a dark or gray one is sensor noise, spread wide
-    if name is not None and sat >= _MIN_SATURATION[name] and val >= 25 and agreeing >= 0.6:
+        in_band = (bg[:, 0] >= lo) & (bg[:, 0] < hi)
+        agreeing = float(bg[in_band, 1].sum(dtype=np.float64) / max(1.0, bg[:, 1].sum(dtype=np.float64)))
+    # a coloured background has one hue (most of its saturation falls in one band); the hue of a
+    # dark or gray background is sensor noise, spread wide
+    lit = val >= 25 or (val >= 12 and sat >= 60)  # a deep blue plate at night is dark but saturated
+    if name is not None and sat >= _MIN_SATURATION[name] and lit and agreeing >= 0.6:
         confidence = agreeing * min(1.0, sat / (2 * _MIN_SATURATION[name]))
         color = {"blue": PlateColor.BLUE, "yellow": PlateColor.YELLOW, "green": PlateColor.GREEN}[name]
         return color, float(confidence)
