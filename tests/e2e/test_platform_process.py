@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,44 +11,29 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crosspark.client import open_channel
+from crosspark.demo.processes import ServiceProcess
 
 ADMIN = "e2e-admin-token-0123456789abcdef"
 
 
-def start(args: list[str], tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``crosspark ARGS``; return the process and the address it printed."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crosspark", "--log-format", "json", *args],
-        cwd=tmp_path,
-        env={**os.environ, "CROSSPARK_ADMIN_TOKEN": ADMIN, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if found := re.search(r"listening on (\S+)", line):
-            return process, found.group(1)
-    process.wait(timeout=30)
-    raise AssertionError(f"server exited with {process.returncode} before listening")
+def start(args: list[str], tmp_path: Path) -> ServiceProcess:
+    """Start ``crosspark ARGS`` in ``tmp_path`` and wait until it listens."""
+    process = ServiceProcess(args[0], args, log_path=tmp_path / f"{args[0]}.log", env={"CROSSPARK_ADMIN_TOKEN": ADMIN})
+    process.start()
+    return process
 
 
 def test_platform_serve_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
-    process, address = start(
-        ["platform", "serve", "--listen", "127.0.0.1:0", "--db", f"sqlite:///{db}", "--insecure"], tmp_path
-    )
+    process = start(["platform", "serve", "--listen", "127.0.0.1:0", "--db", f"sqlite:///{db}", "--insecure"], tmp_path)
     try:
-        health = health_pb2_grpc.HealthStub(open_channel(address, insecure=True))
-        assert (
-            health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
-        )
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        health = health_pb2_grpc.HealthStub(open_channel(str(process.address), insecure=True))
+        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert process.stop() == 0  # SIGTERM
         assert db.exists()
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()
 
 
 def test_platform_serve_refuses_insecure_on_public_address(tmp_path: Path) -> None:
@@ -69,15 +52,13 @@ def test_platform_serve_refuses_insecure_on_public_address(tmp_path: Path) -> No
 def test_platform_serve_takes_settings_from_config_file(tmp_path: Path) -> None:
     config = tmp_path / "crosspark.toml"
     config.write_text(f'[platform]\nlisten = "127.0.0.1:0"\ninsecure = true\ndb = "sqlite:///{tmp_path / "cfg.db"}"\n')
-    process, address = start(["platform", "serve", "--config", str(config)], tmp_path)
+    process = start(["platform", "serve", "--config", str(config)], tmp_path)
     try:
-        assert address.startswith("127.0.0.1:")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        assert str(process.address).startswith("127.0.0.1:")
+        assert process.stop() == 0
         assert (tmp_path / "cfg.db").exists()
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()
 
 
 @pytest.mark.parametrize(
@@ -100,17 +81,15 @@ def test_bad_config_file_is_refused_with_reason(tmp_path: Path, content: str, me
 
 
 def test_platform_serve_with_tls_generates_a_local_ca(tmp_path: Path) -> None:
-    process, address = start(["platform", "serve", "--listen", "127.0.0.1:0", "--data-dir", "pdata"], tmp_path)
+    data = tmp_path / "pdata"
+    process = start(["platform", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data)], tmp_path)
     try:
-        ca = tmp_path / "pdata" / "tls" / "ca.pem"
+        ca = data / "tls" / "ca.pem"
         assert ca.exists()
-        port = address.rsplit(":", 1)[1]
+        port = str(process.address).rsplit(":", 1)[1]
         health = health_pb2_grpc.HealthStub(open_channel(f"localhost:{port}", ca_cert=ca))
-        assert (
-            health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
-        )
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        reply = health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert process.stop() == 0
     finally:
-        if process.poll() is None:
-            process.kill()
+        process.kill()

@@ -9,21 +9,16 @@ an operator would, on ports the OS chose, stopped with SIGTERM or killed with SI
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
 from crosspark.client import open_channel
+from crosspark.demo.processes import ServiceProcess
 from crosspark.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -36,29 +31,11 @@ from crosspark.v1 import (
 )
 from tests.support import ADMIN_TOKEN
 
-CROSSPARK = [sys.executable, "-m", "crosspark"]
 LOT = "lot-f"
 MEMBERS = [f"粤B{i:05d}" for i in range(1, 201)]
-READY = re.compile(r"listening on (\S+)")
 
 
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    address: str
-    log: Path
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-_STARTED: list[subprocess.Popen[bytes]] = []
+_STARTED: list[ServiceProcess] = []
 
 
 @pytest.fixture(autouse=True)
@@ -66,41 +43,24 @@ def _kill_what_was_started() -> Iterator[None]:
     """Every process a test started (restarts included) is gone after it, pass or fail."""
     yield
     while _STARTED:
-        popen = _STARTED.pop()
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait()
+        _STARTED.pop().kill()
 
 
-def start(args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Process:
+def start(args: list[str], log: Path, env: dict[str, str] | None = None, timeout: float = 60) -> ServiceProcess:
     """Start a crosspark command and wait for its 'listening on HOST:PORT' line."""
-    handle = log.open("ab")
-    offset = log.stat().st_size
-    popen = subprocess.Popen(
-        [*CROSSPARK, "--log-format", "json", *args], stdout=handle, stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[2],
-    )
-    _STARTED.append(popen)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log.read_bytes()[offset:].decode(errors="replace")
-        found = READY.search(text)
-        if found:
-            return Process(popen, found.group(1), log)
-        if popen.poll() is not None:
-            raise AssertionError(f"{args[:2]} exited with {popen.returncode}:\n{text[-3000:]}")
-        time.sleep(0.05)
-    popen.kill()
-    raise AssertionError(f"{args[:2]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+    process = ServiceProcess(args[0], args, log_path=log, env=env)
+    _STARTED.append(process)
+    process.start(timeout)
+    return process
 
 
-def start_platform(data: Path, listen: str = "127.0.0.1:0") -> Process:
+def start_platform(data: Path, listen: str = "127.0.0.1:0") -> ServiceProcess:
     return start(["platform", "serve", "--listen", listen, "--insecure", "--data-dir", str(data)],
                  data.parent / "platform.log", env={"CROSSPARK_ADMIN_TOKEN": ADMIN_TOKEN})
 
 
 def start_lot(data: Path, platform: str, credentials: admin_pb2.LotCredentials, mode: str = "CACHED",
-              listen: str = "127.0.0.1:0", statements: bool = False) -> Process:
+              listen: str = "127.0.0.1:0", statements: bool = False) -> ServiceProcess:
     return start(
         ["lot", "serve", "--lot-id", LOT, "--platform", platform, "--token", credentials.token, "--listen", listen,
          "--insecure", "--data-dir", str(data), "--mode", mode, "--card-hash-key", credentials.card_hash_key.hex(),
@@ -109,7 +69,7 @@ def start_lot(data: Path, platform: str, credentials: admin_pb2.LotCredentials, 
     )
 
 
-def register(platform: Process, mode: int = common_pb2.MEMBERSHIP_MODE_CACHED) -> admin_pb2.LotCredentials:
+def register(platform: ServiceProcess, mode: int = common_pb2.MEMBERSHIP_MODE_CACHED) -> admin_pb2.LotCredentials:
     channel = open_channel(platform.address, token=ADMIN_TOKEN, insecure=True)
     credentials = admin_pb2_grpc.AdminServiceStub(channel).RegisterLot(admin_pb2.RegisterLotRequest(lot=admin_pb2.Lot(
         lot_id=LOT, name="F", time_zone="Asia/Shanghai", mode=mode, period=common_pb2.SETTLEMENT_PERIOD_DAILY,
@@ -124,7 +84,7 @@ def register(platform: Process, mode: int = common_pb2.MEMBERSHIP_MODE_CACHED) -
     return credentials
 
 
-def gate_stub(lot: Process) -> gate_pb2_grpc.GateServiceStub:
+def gate_stub(lot: ServiceProcess) -> gate_pb2_grpc.GateServiceStub:
     return gate_pb2_grpc.GateServiceStub(open_channel(lot.address, insecure=True))
 
 
@@ -140,11 +100,11 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def status(lot: Process) -> gate_pb2.GateStatus:
+def status(lot: ServiceProcess) -> gate_pb2.GateStatus:
     return gate_stub(lot).Status(gate_pb2.GateStatusRequest(), timeout=5)
 
 
-def pass_members(lot: Process, count: int) -> list[str]:
+def pass_members(lot: ServiceProcess, count: int) -> list[str]:
     """``count`` passages of members (entries then exits, so every one is reported); their ids."""
     stub = gate_stub(lot)
     requests = []
@@ -170,7 +130,7 @@ def test_platform_stopped_while_1000_vehicles_pass_gets_each_passage_once(tmp_pa
     credentials = register(platform)
     lot = start_lot(tmp_path / "lot", platform.address, credentials)
     wait_for(lambda: status(lot).cards_cached == len(MEMBERS), what="the card list")
-    platform.stop(signal.SIGTERM)
+    platform.stop()
     passed = pass_members(lot, 1000)
     assert status(lot).outbox_depth == 1000
     platform = start_platform(tmp_path / "platform", listen=platform.address)
@@ -185,12 +145,12 @@ def test_lot_killed_mid_stream_loses_and_doubles_nothing(tmp_path: Path) -> None
     credentials = register(platform)
     lot = start_lot(tmp_path / "lot", platform.address, credentials)
     wait_for(lambda: status(lot).cards_cached == len(MEMBERS), what="the card list")
-    platform.stop(signal.SIGTERM)
+    platform.stop()
     passed = pass_members(lot, 1000)
     platform = start_platform(tmp_path / "platform", listen=platform.address)
     # Kill the lot node as soon as the platform holds some of the passages, not all.
     wait_for(lambda: len(platform_passages(tmp_path / "platform")) > 0, timeout=60, what="streaming to start")
-    lot.stop(signal.SIGKILL)
+    lot.kill()
     partial = len(platform_passages(tmp_path / "platform"))
     lot = start_lot(tmp_path / "lot", platform.address, credentials, listen=lot.address)
     wait_for(lambda: status(lot).outbox_depth == 0, what="the outbox to drain after the restart")
@@ -205,7 +165,7 @@ def test_platform_unreachable_in_online_fallback_decides_from_cache_flagged_offl
     credentials = register(platform, mode=common_pb2.MEMBERSHIP_MODE_ONLINE_FALLBACK)
     lot = start_lot(tmp_path / "lot", platform.address, credentials, mode="ONLINE_FALLBACK")
     wait_for(lambda: status(lot).cards_cached == len(MEMBERS), what="the card list")
-    platform.stop(signal.SIGKILL)
+    platform.kill()
     stub = gate_stub(lot)
     decisions = [
         stub.Pass(gate_pb2.PassRequest(
@@ -244,7 +204,7 @@ def test_statement_with_altered_bytes_is_refused_and_reported(tmp_path: Path) ->
     wait_for(lambda: status(lot).cards_cached == len(MEMBERS), what="the card list")
     pass_members(lot, 4)
     wait_for(lambda: status(lot).outbox_depth == 0, what="delivery")
-    lot.stop(signal.SIGTERM)
+    lot.stop()
     as_of = Timestamp()
     as_of.FromDatetime(datetime.now(UTC) + timedelta(days=2))
     issued = [s for s in settlement.IssueStatements(
