@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "real_glyphs": len(x_real),
         "ccpd_train_crops": len(train_crops),
         "epochs": args.epochs,
+        "teacher": args.teacher.name if args.teacher else None,
         "seed": args.seed,
         "minutes": round((time.time() - started) / 60, 1),
     }
