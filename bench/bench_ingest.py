@@ -2,7 +2,8 @@
 4 batches of 1000 in flight) into a real platform (its own process) over loopback gRPC, every ack after its passages
 are committed (SQLite WAL, synchronous=FULL). Baseline in the same run: raw
 ``sqlite3.executemany`` of the same rows into the same tables, one transaction per 1000-passage
-batch (the unit a lot gets acked), and, as an upper bound, everything in one transaction.
+batch (the unit a lot gets acked), same pragmas as the platform (WAL, synchronous=FULL, 64 MiB page
+cache), and, as an upper bound, everything in one transaction.
 ``--pg URL`` (or CROSSPARK_TEST_PG_URL) adds PostgreSQL."""
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ def raw_sqlite(path: Path, batches_per_lot: int, per_batch: bool) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA cache_size=-65536")  # the platform's page cache (crosspark.db), so only the path differs
     insert_p = "INSERT INTO passages VALUES (" + ",".join("?" * 15) + ")"
     insert_s = "INSERT INTO stays VALUES (" + ",".join("?" * 13) + ")"
     started = time.perf_counter()

@@ -153,23 +153,32 @@ def decide(
     now_us: int,
     held: dict[str, HeldEntry | Passage],
     closed_stays: set[str],
+    problems: Sequence[str] | None = None,
 ) -> list[Decision]:
     """Decide every passage of a batch (acks in the batch's order).
 
     ``held`` maps passage ids the platform already holds (those of the batch and the entries its
     exits name) to what it holds of them; ``closed_stays`` are stays already closed by an exit.
     Entries are decided first, so an exit finds an entry reported in the same batch whatever their
-    order. Both arguments are updated with what this batch adds."""
+    order. Both arguments are updated with what this batch adds. ``problems``, when given, are the
+    batch's ``check_passages`` (computed earlier, outside the caller's lock)."""
+    if problems is None:
+        problems = check_passages(passages, lot_id, now_us)
     decisions: list[Decision | None] = [None] * len(passages)
     later = []
     for i, p in enumerate(passages):
         if p.direction == ENTRY:
-            decisions[i] = _decide_one(p, lot_id, now_us, held, closed_stays)
+            decisions[i] = _decide_one(p, problems[i], lot_id, held, closed_stays)
         else:
             later.append(i)
     for i in later:
-        decisions[i] = _decide_one(passages[i], lot_id, now_us, held, closed_stays)
+        decisions[i] = _decide_one(passages[i], problems[i], lot_id, held, closed_stays)
     return decisions  # type: ignore[return-value]
+
+
+def check_passages(passages: Sequence[Passage], lot_id: str, now_us: int) -> list[str]:
+    """``check_passage`` of each passage of a batch, in its order."""
+    return [check_passage(p, lot_id, now_us) for p in passages]
 
 
 _DUPLICATE = Decision(Ack.DUPLICATE)
@@ -178,13 +187,12 @@ _CARD_ENDED = 1 << FLAG_CARD_ENDED_IN_STAY
 
 
 def _decide_one(
-    p: Passage, lot_id: str, now_us: int, held: dict[str, HeldEntry | Passage], closed_stays: set[str]
+    p: Passage, problem: str, lot_id: str, held: dict[str, HeldEntry | Passage], closed_stays: set[str]
 ) -> Decision:
     if p.passage_id in held:
         return _DUPLICATE
-    reason = check_passage(p, lot_id, now_us)
-    if reason:
-        return Decision(Ack.REJECTED, reason)
+    if problem:
+        return Decision(Ack.REJECTED, problem)
     stay = None
     if p.direction == EXIT and p.entry_passage_id:
         entry = held.get(p.entry_passage_id)

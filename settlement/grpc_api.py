@@ -3,6 +3,7 @@ and convert the result back. Domain errors become status codes in the intercepto
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -65,6 +66,8 @@ _DISPUTE_STATES = {
     "REJECTED": pb.DISPUTE_STATE_REJECTED,
 }
 _DISPUTE_STATE_NAMES = {code: name for name, code in _DISPUTE_STATES.items()}
+#: Batches of one ReportPassages stream handed to the writer before their acks are sent.
+REPORT_AHEAD = 8
 #: How often a WatchStatements stream looks for statements other replicas issued.
 WATCH_POLL_SECONDS = 1.0
 
@@ -208,16 +211,53 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         self.ingest = PassageIngest(ctx.db, ctx.clock, ctx.stop_event, on_stays=lambda _lots: self.wake_scheduler.set())
 
     def ReportPassages(self, request_iterator: Iterator[pb.PassageBatch], context: Any) -> Iterator[pb.PassageAckBatch]:
+        """Acks in the order of the batches. A reader thread takes the stream's batches and hands
+        them to the writer as they come, so the batches a lot keeps in flight are committed
+        together; acks are sent as each batch's commit completes."""
         principal = principal_of(context)
-        for batch in request_iterator:
-            require_lot(principal, batch.lot_id)
-            if not 1 <= len(batch.passages) <= MAX_BATCH:
-                raise InvalidArgument.field(
-                    "passages", f"a batch holds 1–{MAX_BATCH} passages, not {len(batch.passages)}"
-                )
-            passages = [passage_of(p, batch.lot_id) for p in batch.passages]
-            oldest = _us(batch.outbox_oldest_at) if batch.HasField("outbox_oldest_at") else None
-            decisions = self.ingest.submit(batch.lot_id, passages, batch.outbox_depth, oldest)
+        pending: queue.Queue[tuple[pb.PassageBatch, Any] | BaseException | None] = queue.Queue(REPORT_AHEAD)
+
+        def hand_over(item: tuple[pb.PassageBatch, Any] | BaseException | None) -> bool:
+            while context.is_active() and not self.ctx.stop_event.is_set():
+                try:
+                    pending.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for batch in request_iterator:
+                    require_lot(principal, batch.lot_id)
+                    if not 1 <= len(batch.passages) <= MAX_BATCH:
+                        raise InvalidArgument.field(
+                            "passages", f"a batch holds 1–{MAX_BATCH} passages, not {len(batch.passages)}"
+                        )
+                    passages = [passage_of(p, batch.lot_id) for p in batch.passages]
+                    oldest = _us(batch.outbox_oldest_at) if batch.HasField("outbox_oldest_at") else None
+                    job = self.ingest.enqueue(batch.lot_id, passages, batch.outbox_depth, oldest)
+                    if not hand_over((batch, job)):
+                        return
+            except BaseException as exc:  # raised to the caller, in order, after the acks before it
+                hand_over(exc)
+            else:
+                hand_over(None)
+
+        threading.Thread(target=read, name="report-passages", daemon=True).start()
+        while True:
+            try:
+                item = pending.get(timeout=0.5)
+            except queue.Empty:
+                if context.is_active() and not self.ctx.stop_event.is_set():
+                    continue
+                return
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            batch, job = item
+            decisions = self.ingest.wait(job)
             yield pb.PassageAckBatch(
                 batch_seq=batch.batch_seq,
                 acks=[

@@ -18,13 +18,13 @@ from sqlalchemy import Connection, Table, select, update
 from crosspark.clock import Clock
 from crosspark.db import Database
 from crosspark.errors import Unavailable
-from settlement.domain import EXIT, Ack, Decision, HeldEntry, Passage, Stay, decide
+from settlement.domain import EXIT, Ack, Decision, HeldEntry, Passage, Stay, check_passages, decide
 from settlement.store import PassageRow, StayRow, from_us, to_us
 
 log = structlog.get_logger("settlement.ingest")
 
 #: Most passages one group commit takes; more wait for the next one.
-MAX_GROUP = 20_000
+MAX_GROUP = 40_000
 _IN_CHUNK = 5_000
 
 
@@ -34,6 +34,8 @@ class _Job:
     passages: Sequence[Passage]
     outbox_depth: int
     outbox_oldest_us: int | None
+    problems: list[str]
+    rows: list[tuple[object, ...] | None]
     done: threading.Event = field(default_factory=threading.Event)
     decisions: list[Decision] = field(default_factory=list)
     error: BaseException | None = None
@@ -59,9 +61,26 @@ class PassageIngest:
         self, lot_id: str, passages: Sequence[Passage], outbox_depth: int = 0, outbox_oldest_us: int | None = None
     ) -> list[Decision]:
         """Decisions for ``passages`` in their order, once the accepted ones are committed."""
+        return self.wait(self.enqueue(lot_id, passages, outbox_depth, outbox_oldest_us))
+
+    def enqueue(
+        self, lot_id: str, passages: Sequence[Passage], outbox_depth: int = 0, outbox_oldest_us: int | None = None
+    ) -> _Job:
+        """Hand a batch to the writer without waiting for it (``wait`` gives its decisions), so a
+        stream can read its next batch meanwhile and the writer commits several of its batches at once.
+
+        What needs nothing but the passages (their own rules, their rows) is done here, in the
+        stream's thread, while the writer waits on the database for other streams' batches."""
         self._ensure_writer()
-        job = _Job(lot_id, passages, outbox_depth, outbox_oldest_us)
+        now_us = to_us(self._clock.now())
+        problems = check_passages(passages, lot_id, now_us)
+        rows = [None if problem else _passage_row(p, now_us) for p, problem in zip(passages, problems, strict=True)]
+        job = _Job(lot_id, passages, outbox_depth, outbox_oldest_us, problems, rows)
         self._queue.put(job)
+        return job
+
+    def wait(self, job: _Job) -> list[Decision]:
+        """The decisions of an enqueued batch, once the accepted passages are committed."""
         while not job.done.wait(0.5):
             if self._stop.is_set():
                 raise Unavailable("the platform is shutting down")
@@ -113,19 +132,24 @@ class PassageIngest:
         stay_rows: list[tuple[object, ...]] = []
         lots_with_stays: set[str] = set()
         accepted: dict[str, int] = {}
+        stays_before = 0
         with self._db.writer.begin() as conn:
             held = _held(conn, wanted)
             closed = _closed_stays(conn, [i for i, h in held.items() if h.direction != EXIT])
             for job in jobs:
-                job.decisions = decide(job.passages, job.lot_id, now_us, held, closed)
-                for p, decision in zip(job.passages, job.decisions, strict=True):
-                    if decision.ack is not Ack.ACCEPTED:
-                        continue
-                    accepted[p.lot_id] = accepted.get(p.lot_id, 0) + 1
-                    passage_rows.append(_passage_row(p, now_us))
-                    if decision.stay is not None:
-                        stay_rows.append(_stay_row(decision.stay, now_us))
-                        lots_with_stays.add(p.lot_id)
+                job.decisions = decide(job.passages, job.lot_id, now_us, held, closed, job.problems)
+                count = 0
+                for row, decision in zip(job.rows, job.decisions, strict=True):
+                    if decision.ack is Ack.ACCEPTED:
+                        passage_rows.append(row)  # type: ignore[arg-type]
+                        count += 1
+                        if decision.stay is not None:
+                            stay_rows.append(_stay_row(decision.stay, now_us))
+                if count:
+                    accepted[job.lot_id] = accepted.get(job.lot_id, 0) + count
+                    if len(stay_rows) > stays_before:
+                        lots_with_stays.add(job.lot_id)
+                    stays_before = len(stay_rows)
             self._insert_passages(conn, passage_rows)
             self._insert_stays(conn, stay_rows)
             _record_outboxes(conn, jobs, now_us)
