@@ -8,6 +8,13 @@ whose layout fits poorly (``MIN_FIT``) go no further. The classifier gives per-c
 probabilities and the grammar decoder the most probable valid plate, whose confidence is its
 weakest character's. A candidate whose best plate is not confident enough (``MIN_CONFIDENCE``) is
 no plate; one read is kept per plate. Decoding is not part of ``recognize`` (``read_image``).
+
+Three readers turn a cut into characters: ``"segment"`` (cut into characters, then each classified,
+as above), ``"sequence"`` (``recognition_core.reader``: the whole plate at once, no segmentation)
+and ``"combined"``, both: in a photo, a plate both read alike takes the more confident read's
+confidence, otherwise the segmenting read stands (as with ``"segment"`` alone; the sequence reader
+alone misreads too often); a cut-out plate takes the more confident of the two reads. ``READER``
+picks the default; the environment variable ``CROSSPARK_PLATE_READER`` overrides it.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import cv2
 import numpy as np
 
 from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
-from crosspark.plate import PlateError
+from crosspark.plate import PlateError, usual_colors
 from recognition_core.classify import load_classifier, prepare_glyph
 from recognition_core.color import is_dark_text, plate_color
 from recognition_core.decode import best_plate
 from recognition_core.locate import (
+    CROP_MARGIN_X,
+    CROP_MARGIN_Y,
     MAX_SIDE,
     ImageRefused,
     box_iou,
@@ -35,9 +44,20 @@ from recognition_core.locate import (
     locate,
     plate_crop,
 )
+from recognition_core.reader import character_centres, decode_columns, load_reader, prepare_plate
 from recognition_core.segment import Segmentation, segmentations
+from recognition_core.synth import char_layout
 
-__all__ = ["MIN_CONFIDENCE", "ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop"]
+__all__ = ["MIN_CONFIDENCE", "READER", "ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop"]
+
+#: The default plate reader: "combined", "sequence" (whole plate, ``recognition_core.reader``) or "segment".
+READER = "combined"
+READERS = ("combined", "sequence", "segment")
+#: Margin kept around the candidate's rectangle for the sequence reader (fractions of its sides).
+SEQUENCE_MARGIN_X = 0.05
+SEQUENCE_MARGIN_Y = 0.08
+#: Whether the sequence reader's first character is cross-checked by the character classifier.
+PROVINCE_CHECK = False
 
 #: Reads below this confidence are dropped (a wrong plate is worse than none at a gate).
 MIN_CONFIDENCE = 0.5
@@ -139,6 +159,70 @@ def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> Iterator[Seg
     return segmentations(cv2.bitwise_not(gray) if dark_text else gray, n_chars, 2)
 
 
+def reader_kind(reader: str | None = None) -> str:
+    """The reader to use: ``reader``, else ``$CROSSPARK_PLATE_READER``, else ``READER``."""
+    kind = reader or os.environ.get("CROSSPARK_PLATE_READER") or READER
+    if kind not in READERS:
+        raise ValueError(f"unknown plate reader {kind!r}; expected one of {', '.join(READERS)}")
+    return kind
+
+
+def _province_opinion(cut: np.ndarray, proba: np.ndarray, dark_text: bool) -> np.ndarray | None:
+    """The character classifier's probabilities for the first character of a sequence read: the
+    other characters' columns place the GA 36 layout on the cut, which gives the first one's box."""
+    centres = character_centres(proba, cut.shape[1])
+    n = len(centres)
+    if n not in (7, 8):
+        return None
+    _, spans = char_layout(n)
+    mm = np.array([(a + b) / 2 for a, b in spans])
+    scale, offset = np.polyfit(mm[1:], centres[1:], 1)
+    if scale <= 0:
+        return None
+    half = (spans[0][1] - spans[0][0]) / 2 * scale * 1.1
+    x0, x1 = max(0, round(scale * mm[0] + offset - half)), min(cut.shape[1], round(scale * mm[0] + offset + half))
+    h = cut.shape[0]
+    if x1 - x0 < 3:
+        return None
+    gray = cv2.cvtColor(cut, cv2.COLOR_BGR2GRAY)[round(0.08 * h) : h - round(0.05 * h), x0:x1]
+    if dark_text:
+        gray = cv2.bitwise_not(gray)
+    return load_classifier().predict_proba(prepare_glyph(gray)[None])[0]
+
+
+def _read_sequence(crop: np.ndarray, tight: bool) -> _Read | None:
+    """Read an upright plate cut with the sequence reader. ``tight``: the plate fills the cut (a
+    cut-out plate); otherwise the cut carries ``plate_crop``'s margins, trimmed to
+    ``SEQUENCE_MARGIN_*`` first, and the untrimmed cut is read too when the trimmed one is unsure.
+    With ``PROVINCE_CHECK`` the character classifier's reading of the first character is
+    multiplied into the reader's."""
+    reader = load_reader()
+    cuts = [crop]
+    if not tight:
+        h, w = crop.shape[:2]
+        fx = (CROP_MARGIN_X - SEQUENCE_MARGIN_X) / (1 + 2 * CROP_MARGIN_X)
+        fy = (CROP_MARGIN_Y - SEQUENCE_MARGIN_Y) / (1 + 2 * CROP_MARGIN_Y)
+        x0, y0 = round(fx * w), round(fy * h)
+        cuts.insert(0, crop[y0 : h - y0, x0 : w - x0])
+    color, _ = plate_color(crop)
+    best: tuple[str, float] | None = None
+    for cut in cuts:
+        proba = reader.column_proba(prepare_plate(cut)[None])[0]
+        first = _province_opinion(cut, proba, is_dark_text(color)) if PROVINCE_CHECK else None
+        read = decode_columns(proba, first)
+        if read is not None and (best is None or read[1] > best[1]):
+            best = read
+        if best is not None and best[1] >= SURE:
+            break
+    if best is None:
+        return None
+    plate, confidence = best
+    usual = usual_colors(plate)
+    if len(plate) == 8 and color not in usual:  # the characters say new energy: green for sure
+        color = next(iter(usual))
+    return _Read(plate, color, confidence)
+
+
 def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None:
     """Read one upright plate cut (BGR, the plate roughly filling it). ``hint``, the colour cue
     that found the plate, picks the first polarity and length to try; the plate's own colour
@@ -184,13 +268,34 @@ def _classify(seg: Segmentation) -> tuple[str, float] | None:
         return None
 
 
+def _read_cut(kind: str, crop: np.ndarray, hint: PlateColor | None, tight: bool) -> _Read | None:
+    """Read an upright plate cut with the reader ``kind`` (``tight``: the plate fills the cut)."""
+    if kind == "sequence":
+        return _read_sequence(crop, tight)
+    segmented = _read_crop(crop, hint)
+    if kind == "segment" or segmented is None:
+        return segmented
+    return _agreed(segmented, _read_sequence(crop, tight))
+
+
+def _agreed(segmented: _Read, whole: _Read | None) -> _Read:
+    """The combined reader's read: the segmenting read, as confident as the surer of the two
+    readers when the sequence reader reads the same plate."""
+    if whole is not None and whole.plate == segmented.plate:
+        return max(whole, segmented, key=lambda r: r.confidence)
+    return segmented
+
+
 def _identity(read: _Read) -> VehicleIdentity:
     return VehicleIdentity(read.plate, read.color, IdentitySource.CAMERA, round(min(max(read.confidence, 0.0), 1.0), 4))
 
 
-def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> list[Recognition]:
-    """Every plate read in a BGR photo, most confident first. Raises ``ImageRefused`` for an
-    array that is not an image of an accepted size."""
+def recognize(
+    image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE, reader: str | None = None
+) -> list[Recognition]:
+    """Every plate read in a BGR photo, most confident first. ``reader`` picks the plate reader
+    (``reader_kind``). Raises ``ImageRefused`` for an array that is not an image of an accepted size."""
+    kind = reader_kind(reader)
     image = check_image(image_bgr)
     found: list[tuple[_Read, tuple[int, int, int, int]]] = []
     read_boxes: list[np.ndarray] = []
@@ -200,7 +305,8 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
         # a candidate mostly inside a plate already read surely is that plate again
         if read_boxes and _coverage(box, np.array(read_boxes)).max() > 0.6:
             continue
-        read = _read_crop(plate_crop(image, cand), cand.color)
+        cut = plate_crop(image, cand)
+        read = _read_cut(kind, cut, cand.color, tight=False)
         if read is not None and read.confidence >= min_confidence:
             # the candidate's own rectangle bounds the plate better than one drawn from the
             # characters' size (the layout fit leaves a few per cent of scale error)
@@ -224,15 +330,25 @@ def recognize(image_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> 
     return kept
 
 
-def recognize_crop(plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE) -> Recognition | None:
-    """Read an already cut-out plate (BGR); None when it does not read as a valid plate."""
+def recognize_crop(
+    plate_bgr: np.ndarray, min_confidence: float = MIN_CONFIDENCE, reader: str | None = None
+) -> Recognition | None:
+    """Read an already cut-out plate (BGR); None when it does not read as a valid plate. ``reader``
+    picks the plate reader (``reader_kind``)."""
+    kind = reader_kind(reader)
     crop = check_image(plate_bgr)
     h, w = crop.shape[:2]
     height = 64
     scaled = cv2.resize(
         crop, (max(24, round(w * height / h)), height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
     )
-    read = _read_crop(scaled)
+    if kind == "sequence":
+        read = _read_sequence(crop, tight=True)
+    else:
+        read = _read_crop(scaled)
+        if kind == "combined":  # a cut-out plate is surely a plate: the surer reader's read
+            whole = _read_sequence(crop, tight=True)
+            read = max((r for r in (read, whole) if r is not None), key=lambda r: r.confidence, default=None)
     if read is None or read.confidence < min_confidence:
         return None
     return Recognition(_identity(read), (0, 0, w, h))

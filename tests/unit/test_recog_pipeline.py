@@ -39,6 +39,7 @@ class StandInClassifier:
 def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandInClassifier:
     clf = StandInClassifier()
     monkeypatch.setattr(pipeline, "load_classifier", lambda: clf)
+    monkeypatch.setenv("CROSSPARK_PLATE_READER", "segment")  # the stand-in replaces the segmenting reader
     return clf
 
 
@@ -113,6 +114,7 @@ def test_a_tilted_plate_box_is_in_the_photo_pixels(stand_in: StandInClassifier) 
 
 def test_reads_below_the_confidence_threshold_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "load_classifier", lambda: StandInClassifier(p=0.3))
+    monkeypatch.setenv("CROSSPARK_PLATE_READER", "segment")
     img, _ = scene_with_plate()
     assert pipeline.recognize(img) == []
     assert pipeline.recognize(img, min_confidence=0.1)

@@ -1,0 +1,175 @@
+"""Segmentation-free plate reader (整牌识别): a whole plate crop → a sequence of character scores → text.
+
+A small convolutional network (CRNN/LPRNet style, trained with CTC by ``recognition_core.train.reader``)
+looks at the plate crop as one gray ``INPUT_SHAPE`` image and scores every alphabet character plus a
+blank at each of ``width / 4`` columns. The best path (argmax per column, repeats merged, blanks
+dropped) gives the characters; the scores at each character's strongest column become one row of
+per-slot probabilities, which the grammar decoder (``decode.best_plate``) turns into the most
+probable valid plate. No cutting into characters, so no cut across two of them. Inference is NumPy
+only (im2col and one matrix product per layer, batch norm folded into the weights at export).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from crosspark.plate import ALPHABET, PlateError
+from recognition_core.decode import best_plate
+
+__all__ = ["INPUT_SHAPE", "PlateReader", "load_reader", "prepare_plate"]
+
+#: (height, width) of the network's gray input; CCPD's crops are 24 × 94.
+INPUT_SHAPE = (24, 96)
+WEIGHTS_FILE = "reader.npz"
+BLANK = len(ALPHABET)
+
+
+def prepare_plate(bgr_or_gray: np.ndarray) -> np.ndarray:
+    """A plate crop (BGR or gray, any size) as the network's uint8 gray input of ``INPUT_SHAPE``."""
+    img = np.asarray(bgr_or_gray)
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    h, w = INPUT_SHAPE
+    interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int, pw: int, relu: bool) -> np.ndarray:
+    """Convolution (stride 1, zero padding ``ph``, ``pw``) + bias (+ ReLU) on NHWC float32; ``w`` is
+    (kh·kw·C, O) in (dy, dx, channel) order."""
+    n, h, wd, c = x.shape
+    if ph or pw:
+        padded = np.zeros((n, h + 2 * ph, wd + 2 * pw, c), np.float32)
+        padded[:, ph : ph + h, pw : pw + wd] = x
+    else:
+        padded = x
+    oh, ow = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
+    if kh == 1 and kw == 1:
+        cols = padded.reshape(n * oh * ow, c)
+    else:
+        cols4 = np.empty((n, oh, ow, kh * kw, c), np.float32)
+        for k in range(kh * kw):
+            dy, dx = divmod(k, kw)
+            cols4[:, :, :, k] = padded[:, dy : dy + oh, dx : dx + ow]
+        cols = cols4.reshape(n * oh * ow, kh * kw * c)
+    y = cols @ w
+    y += b
+    if relu:
+        np.maximum(y, 0.0, out=y)
+    return y.reshape(n, oh, ow, -1)
+
+
+def _pool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    n, h, w, c = x.shape
+    return x[:, : h - h % ph, : w - w % pw].reshape(n, h // ph, ph, w // pw, pw, c).max(axis=(2, 4))
+
+
+class PlateReader:
+    """The plate-reading network. ``layers`` in the weights file lists each layer as
+    ``conv:kh:kw:pad_h:pad_w:relu`` or ``pool:ph:pw``; conv ``i`` has ``w{i}`` (kh·kw·C, O) and ``b{i}``."""
+
+    def __init__(self, params: dict[str, np.ndarray]) -> None:
+        if str(params["alphabet"]) != ALPHABET:
+            raise ValueError("reader weights were trained for a different alphabet; retrain them")
+        self._layers: list[tuple[str, tuple[int, ...], np.ndarray | None, np.ndarray | None]] = []
+        conv = 0
+        for spec in str(params["layers"]).split(","):
+            kind, *args = spec.split(":")
+            nums = tuple(int(a) for a in args)
+            if kind == "conv":
+                conv += 1
+                w = np.ascontiguousarray(params[f"w{conv}"], np.float32)
+                b = np.asarray(params[f"b{conv}"], np.float32)
+                self._layers.append((kind, nums, w, b))
+            else:
+                self._layers.append((kind, nums, None, None))
+
+    @classmethod
+    def from_npz(cls, path: object) -> PlateReader:
+        with np.load(path, allow_pickle=False) as data:  # type: ignore[arg-type]
+            return cls({key: data[key] for key in data.files})
+
+    def column_proba(self, plates: np.ndarray) -> np.ndarray:
+        """Per-column probabilities, float32 (N, T, len(ALPHABET) + 1; the blank last), for uint8
+        gray inputs of shape (N, *INPUT_SHAPE)."""
+        plates = np.asarray(plates)
+        if plates.ndim != 3 or plates.shape[1:] != INPUT_SHAPE:
+            raise ValueError(f"expected plates of shape (N, {INPUT_SHAPE[0]}, {INPUT_SHAPE[1]}), got {plates.shape}")
+        x = plates.astype(np.float32)[..., None]
+        x *= 1.0 / 255.0
+        x -= 0.5
+        for kind, nums, w, b in self._layers:
+            if kind == "conv":
+                assert w is not None and b is not None
+                kh, kw, ph, pw, relu = nums
+                x = _conv(x, w, b, kh, kw, ph, pw, relu=bool(relu))
+            else:
+                x = _pool(x, nums[0], nums[1])
+        logits = x[:, 0]  # (N, T, classes): the height has collapsed to 1
+        logits -= logits.max(axis=2, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=2, keepdims=True)
+        return logits
+
+    def read(self, plate_crop: np.ndarray) -> tuple[str, float] | None:
+        """The most probable valid plate in a crop (BGR or gray) and its confidence, or None."""
+        return decode_columns(self.column_proba(prepare_plate(plate_crop)[None])[0])
+
+
+def character_centres(proba: np.ndarray, width: int) -> np.ndarray:
+    """The x of each best-path character's strongest column in an input ``width`` pixels wide."""
+    _, peaks = best_path(proba)
+    step = INPUT_SHAPE[1] / proba.shape[0]
+    return (np.asarray(peaks, np.float64) + 0.5) * step * width / INPUT_SHAPE[1]
+
+
+def best_path(proba: np.ndarray) -> tuple[str, list[int]]:
+    """Greedy CTC decode of (T, classes) probabilities: the text and, per character, its strongest column."""
+    best = proba.argmax(axis=1)
+    chars: list[str] = []
+    peaks: list[int] = []
+    prev = BLANK
+    for t, k in enumerate(best.tolist()):
+        if k != BLANK:
+            if k != prev:
+                chars.append(ALPHABET[k])
+                peaks.append(t)
+            elif proba[t, k] > proba[peaks[-1], k]:
+                peaks[-1] = t
+        prev = k
+    return "".join(chars), peaks
+
+
+def decode_columns(proba: np.ndarray, first: np.ndarray | None = None) -> tuple[str, float] | None:
+    """The most probable valid plate for one plate's column probabilities (T, classes), with the
+    weakest slot's probability as confidence; None when the best path is not 7 or 8 long.
+    ``first``, a second opinion on the first character (probabilities over ``ALPHABET``), is
+    multiplied into its slot."""
+    _, peaks = best_path(proba)
+    if len(peaks) not in (7, 8):
+        return None
+    rows = proba[peaks, :BLANK].astype(np.float64)
+    if first is not None:
+        rows[0] *= np.asarray(first, np.float64)
+    rows /= np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+    try:
+        return best_plate(rows)
+    except PlateError:
+        return None
+
+
+@functools.cache
+def load_reader() -> PlateReader:
+    """The shipped reader (loaded once per process; pins NumPy's BLAS to one thread)."""
+    from recognition_core.classify import _single_threaded_blas
+
+    _single_threaded_blas()
+    ref = resources.files("recognition_core").joinpath("weights", WEIGHTS_FILE)
+    with resources.as_file(ref) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"reader weights missing: {path}; run `python -m recognition_core.train.reader`")
+        return PlateReader.from_npz(path)

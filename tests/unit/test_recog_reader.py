@@ -1,0 +1,189 @@
+"""The segmentation-free plate reader: its NumPy forward pass against PyTorch's (or, without PyTorch,
+against a convolution written another way), the CTC best-path decode with the grammar, rendered
+plates read whole, and the held-out CCPD crops (skipped when ``../shared/data`` is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crosspark.identity import PlateColor
+from crosspark.plate import ALPHABET
+from recognition_core import pipeline
+from recognition_core.reader import BLANK, INPUT_SHAPE, PlateReader, _conv, best_path, decode_columns, load_reader
+
+CCPD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpr" / "ccpd-crops-dev"
+#: A few points under the shipped weights' held-out figure (``weights/reader.json``).
+HELD_OUT_FLOOR = 0.90
+
+
+def _conv_by_shifts(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int, pw: int) -> np.ndarray:
+    """The same convolution as a sum of shifted products (no im2col), for comparison."""
+    n, h, wd, c = x.shape
+    padded = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    oh, ow = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
+    out = np.zeros((n, oh, ow, w.shape[1]), np.float64)
+    wk = w.reshape(kh, kw, c, -1)
+    for dy in range(kh):
+        for dx in range(kw):
+            out += np.einsum("nhwc,co->nhwo", padded[:, dy : dy + oh, dx : dx + ow], wk[dy, dx])
+    return out + b
+
+
+@pytest.mark.parametrize(("kh", "kw", "ph", "pw"), [(3, 3, 1, 1), (3, 1, 0, 0), (1, 3, 0, 1), (1, 1, 0, 0)])
+def test_conv_equals_a_sum_of_shifted_products(kh: int, kw: int, ph: int, pw: int) -> None:
+    rng = np.random.default_rng(kh * 10 + kw)
+    x = rng.normal(size=(2, 3, 7, 4)).astype(np.float32)
+    w = rng.normal(size=(kh * kw * 4, 5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    got = _conv(x, w, b, kh, kw, ph, pw, relu=False)
+    np.testing.assert_allclose(got, _conv_by_shifts(x, w, b, kh, kw, ph, pw), rtol=1e-4, atol=1e-4)
+
+
+def _torch_forward_or_reference(params: dict[str, np.ndarray], plates: np.ndarray) -> tuple[np.ndarray, object]:
+    """The PyTorch network's probabilities on ``plates`` (its weights exported into ``params``) when
+    PyTorch is installed; otherwise the shifted-product forward pass of the shipped weights."""
+    try:
+        import torch
+
+        from recognition_core.train.reader import ReaderNet, export_params
+    except ImportError:
+        shipped = load_reader()
+        return shipped.column_proba(plates), None
+    torch.manual_seed(0)
+    model = ReaderNet()
+    for mod in model.modules():  # batch norm statistics away from the identity, so folding matters
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.3, 0.3)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.3, 0.3)
+    model.eval()
+    params.update(export_params(model))
+    with torch.no_grad():
+        return model(torch.from_numpy(plates)).softmax(2).numpy(), model
+
+
+def _forward_by_shifts(params: dict[str, np.ndarray], plates: np.ndarray) -> np.ndarray:
+    x = plates.astype(np.float64)[..., None] / 255.0 - 0.5
+    conv = 0
+    for spec in str(params["layers"]).split(","):
+        kind, *args = spec.split(":")
+        nums = [int(a) for a in args]
+        if kind == "conv":
+            conv += 1
+            x = _conv_by_shifts(x, params[f"w{conv}"], params[f"b{conv}"], *nums[:4])
+            if nums[4]:
+                x = np.maximum(x, 0.0)
+        else:
+            n, h, w, c = x.shape
+            x = x[:, : h - h % nums[0], : w - w % nums[1]].reshape(n, h // nums[0], nums[0], w // nums[1], nums[1], c)
+            x = x.max(axis=(2, 4))
+    logits = x[:, 0]
+    e = np.exp(logits - logits.max(axis=2, keepdims=True))
+    return e / e.sum(axis=2, keepdims=True)
+
+
+def test_numpy_forward_equals_the_training_network() -> None:
+    plates = np.random.default_rng(1).integers(0, 256, (3, *INPUT_SHAPE), dtype=np.uint8)
+    params: dict[str, np.ndarray] = {}
+    expected, model = _torch_forward_or_reference(params, plates)
+    if model is None:  # no PyTorch: the shipped weights, against the shifted-product forward pass
+        with np.load(Path(__file__).resolve().parents[2] / "recognition_core" / "weights" / "reader.npz") as data:
+            params = {k: data[k] for k in data.files}
+        expected = _forward_by_shifts(params, plates)
+        got = load_reader().column_proba(plates)
+    else:
+        got = PlateReader(params).column_proba(plates)
+    assert got.shape == (3, INPUT_SHAPE[1] // 4, len(ALPHABET) + 1)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def _columns(text: str, noise: float = 0.02) -> np.ndarray:
+    """Column probabilities spelling ``text`` as 'c c blank' per character over 24 columns."""
+    proba = np.full((24, len(ALPHABET) + 1), noise / len(ALPHABET), np.float64)
+    proba[:, BLANK] = 1 - noise
+    for i, ch in enumerate(text):
+        for t in (3 * i, 3 * i + 1):
+            proba[t] = noise / len(ALPHABET)
+            proba[t, ALPHABET.index(ch)] = 1 - noise
+    return proba
+
+
+def test_best_path_merges_repeats_and_drops_blanks() -> None:
+    text, peaks = best_path(_columns("京A88888"))
+    assert (text, len(peaks)) == ("京A88888", 7)
+
+
+def test_decode_columns_puts_the_grammar_over_the_best_path() -> None:
+    proba = _columns("京812345")  # the second slot holds a letter: the runner-up 'B' beats the '8'
+    for t in (3, 4):
+        proba[t, ALPHABET.index("8")], proba[t, ALPHABET.index("B")] = 0.6, 0.35
+    read = decode_columns(proba)
+    assert read is not None and read[0] == "京B12345"
+
+
+def test_decode_columns_refuses_a_path_of_six_characters() -> None:
+    assert decode_columns(_columns("京A1234")) is None
+
+
+@pytest.mark.parametrize(
+    ("plate", "color"),
+    [("京A12345", PlateColor.BLUE), ("粤B8K3X9", PlateColor.YELLOW), ("沪AD12345", PlateColor.GREEN)],
+)
+def test_rendered_plates_read_whole(plate: str, color: PlateColor) -> None:
+    from recognition_core.synth import render_plate
+
+    rendered = render_plate(plate, color, px_per_mm=0.4, rng=np.random.default_rng(0), fonts=(0, 0))
+    read = load_reader().read(rendered.image)
+    assert read is not None and read[0] == plate
+
+
+def test_pipeline_reader_is_selectable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="unknown plate reader"):
+        pipeline.reader_kind("ocr")
+    monkeypatch.setenv("CROSSPARK_PLATE_READER", "segment")
+    assert (pipeline.reader_kind(), pipeline.reader_kind("sequence")) == ("segment", "sequence")
+
+
+def _stand_in_readers(monkeypatch: pytest.MonkeyPatch, segmented: str, whole: str) -> None:
+    monkeypatch.setattr(pipeline, "_read_crop", lambda crop, hint=None: pipeline._Read(segmented, PlateColor.BLUE, 0.6))
+    monkeypatch.setattr(pipeline, "_read_sequence", lambda crop, tight: pipeline._Read(whole, PlateColor.BLUE, 0.95))
+
+
+def test_combined_reader_takes_the_surer_confidence_when_both_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in_readers(monkeypatch, "京A12345", "京A12345")
+    read = pipeline._read_cut("combined", np.zeros((56, 180, 3), np.uint8), PlateColor.BLUE, tight=False)
+    assert read is not None and (read.plate, read.confidence) == ("京A12345", 0.95)
+
+
+def test_combined_reader_keeps_the_segmenting_read_in_a_photo_when_they_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in_readers(monkeypatch, "京A12345", "京A12346")
+    read = pipeline._read_cut("combined", np.zeros((56, 180, 3), np.uint8), PlateColor.BLUE, tight=False)
+    assert read is not None and (read.plate, read.confidence) == ("京A12345", 0.6)
+
+
+def test_combined_reader_takes_the_surer_read_of_a_cut_out_plate(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in_readers(monkeypatch, "京A12345", "京A12346")
+    rec = pipeline.recognize_crop(np.zeros((24, 94, 3), np.uint8), reader="combined")
+    assert rec is not None and rec.identity.plate == "京A12346"
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list:
+    if not CCPD.is_dir():
+        pytest.skip(f"dev data absent: {CCPD} (see shared/data/README.md)")
+    from recognition_core.train.ccpd import holdout, load_crops
+
+    return [crop for crop in load_crops(CCPD) if holdout(crop.name)]
+
+
+def test_held_out_ccpd_crops_read_exactly_above_floor(held_out: list) -> None:
+    reader = load_reader()
+    hits = 0
+    for crop in held_out:
+        read = reader.read(crop.bgr)
+        hits += read is not None and read[0] == crop.plate
+    assert len(held_out) >= 100 and hits / len(held_out) >= HELD_OUT_FLOOR
