@@ -81,9 +81,11 @@ def recognize(
     """
     from recognition_core import pipeline
     from recognition_core.classify import load_classifier
+    from recognition_core.reader import load_reader
 
     try:
         load_classifier()  # once, before the clock starts on the first image
+        load_reader()
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     threshold = pipeline.MIN_CONFIDENCE if min_confidence is None else min_confidence

@@ -83,14 +83,16 @@ def export_params(model: ReaderNet) -> dict[str, np.ndarray]:
                 specs.append(f"pool:{ph}:{pw}")
             elif isinstance(m, nn.Conv2d):
                 w, b = m.weight.clone(), m.bias.clone()  # type: ignore[union-attr]
-                bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
+                nxt = mods[i + 1] if i + 1 < len(mods) else None
+                bn = nxt if isinstance(nxt, nn.BatchNorm2d) else None
                 if bn is not None:
-                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # type: ignore[operator]
+                    assert bn.running_var is not None and bn.running_mean is not None
+                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
                     w = w * scale[:, None, None, None]
-                    b = (b - bn.running_mean) * scale + bn.bias  # type: ignore[operator]
+                    b = (b - bn.running_mean) * scale + bn.bias
                 conv_i += 1
                 kh, kw = m.kernel_size
-                ph, pw = m.padding  # type: ignore[misc]
+                ph, pw = m.padding if isinstance(m.padding, tuple) else (0, 0)
                 params[f"w{conv_i}"] = w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]).numpy().astype(np.float32)
                 params[f"b{conv_i}"] = b.numpy().astype(np.float32)
                 specs.append(f"conv:{kh}:{kw}:{ph}:{pw}:{int(bn is not None)}")
@@ -147,8 +149,8 @@ def synthetic_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
 def real_plate(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An augmented copy of a CCPD crop: small rotation, scale and shift, then camera degradation."""
     h, w = bgr.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-5, 5), rng.uniform(0.9, 1.08))
-    m[:, 2] += rng.uniform(-0.04, 0.04, 2) * [w, h]
+    m = np.asarray(cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-5, 5), rng.uniform(0.9, 1.08)), np.float64)
+    m[:, 2] += rng.uniform(-0.04, 0.04, 2) * np.array([w, h], np.float64)
     img = cv2.warpAffine(bgr.astype(np.float32), m, (w, h), borderMode=cv2.BORDER_REPLICATE)
     return prepare_plate(_degrade(img, rng))
 
@@ -177,7 +179,7 @@ def exact_rate(reader: PlateReader, plates: np.ndarray, texts: list[str]) -> flo
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--plates", type=int, default=25000, help="synthetic plates to render")
+    p.add_argument("--plates", type=int, default=28000, help="synthetic plates to render")
     p.add_argument("--real-copies", type=int, default=30, help="augmented copies of each training crop")
     p.add_argument("--epochs", type=int, default=100, help="at most this many passes")
     p.add_argument("--minutes", type=float, default=11.0, help="stop training after this long")

@@ -15,8 +15,8 @@ from recognition_core import pipeline
 from recognition_core.reader import BLANK, INPUT_SHAPE, PlateReader, _conv, best_path, decode_columns, load_reader
 
 CCPD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpr" / "ccpd-crops-dev"
-#: A few points under the shipped weights' held-out figure (``weights/reader.json``).
-HELD_OUT_FLOOR = 0.90
+#: A few points under the shipped weights' held-out figure, 0.87 (``weights/reader.json``).
+HELD_OUT_FLOOR = 0.83
 
 
 def _conv_by_shifts(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int, pw: int) -> np.ndarray:
