@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import structlog
 
 from crosspark.auth import TokenAuthenticator
 from crosspark.clock import Clock, SystemClock
@@ -21,8 +18,6 @@ from crosspark.server import (
     ServerOptions,
     tls_files_for,
 )
-
-log = structlog.get_logger("crosspark.platform")
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
@@ -123,8 +118,3 @@ class Platform:
         for worker in self.ctx.workers:
             worker.join(timeout=10)
         self.ctx.db.dispose()
-
-
-def new_token() -> str:
-    """A bearer token: 256 random bits, URL-safe text."""
-    return secrets.token_urlsafe(32)
