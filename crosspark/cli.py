@@ -104,10 +104,14 @@ def platform_serve(
         max_workers=max_workers,
         time_zone=time_zone,
     )
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     try:
         running = Platform(settings, parse_clock(clock_spec)).start()
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, ArgumentError) as exc:
         raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"database: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}") from None
     if metrics_listen:
         serve_metrics(metrics_listen)
     # The line a supervisor (or a test) waits for, printed once SIGTERM is handled.
@@ -126,13 +130,21 @@ def db() -> None:
 @json_option
 def db_upgrade(schema: str, db_url: str, revision: str, as_json: bool) -> None:
     """Apply the schema's migrations (services also do this when they start)."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     from crosspark.db import Database, current_revision, upgrade
 
-    database = Database(db_url)
+    try:
+        database = Database(db_url)
+    except (ValueError, ArgumentError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--db") from None
     try:
         before = current_revision(database, schema)  # type: ignore[arg-type]
         upgrade(database, schema, revision)  # type: ignore[arg-type]
         after = current_revision(database, schema)  # type: ignore[arg-type]
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise click.ClickException(f"database {database.url.render_as_string()}: {reason}") from None
     finally:
         database.dispose()
     if as_json:

@@ -93,3 +93,16 @@ def test_platform_serve_with_tls_generates_a_local_ca(tmp_path: Path) -> None:
         assert process.stop() == 0
     finally:
         process.kill()
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [("mysql://root@127.0.0.1/test", "unsupported database 'mysql'"), ("postgresql://u@127.0.0.1:1/x", "refused")],
+)
+def test_db_upgrade_with_a_bad_database_says_why(tmp_path: Path, url: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "crosspark", "db", "upgrade", "--db", url],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode in (1, 2)
+    assert message in result.stderr and "Traceback" not in result.stderr
