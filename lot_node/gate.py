@@ -180,6 +180,20 @@ def yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
+def _new_stay(passage_id: str, identity: VehicleIdentity, answer: MembershipAnswer, at: datetime) -> OpenStay:
+    """The stay a passage opens: monthly when the answer is, on that card; temporary otherwise."""
+    monthly = answer.status is Membership.MONTHLY
+    return OpenStay(
+        stay_id=passage_id,
+        plate=identity.plate,
+        color=identity.color,
+        kind=VehicleKind.MONTHLY if monthly else VehicleKind.TEMPORARY,
+        card_id=answer.card_id if monthly else "",
+        card_valid_until=answer.valid_until if monthly else None,
+        entered_at=at,
+    )
+
+
 def decide_entry(
     passage_id: str,
     identity: VehicleIdentity,
@@ -192,18 +206,10 @@ def decide_entry(
     """An entry: a valid card makes a monthly stay; anything else a temporary one. Open stays of
     the same vehicle (``inside``) are closed as ``ABANDONED`` by passages ``abandon_ids``."""
     monthly = answer.status is Membership.MONTHLY
-    kind = VehicleKind.MONTHLY if monthly else VehicleKind.TEMPORARY
     flags = flags | ({Flag.OFFLINE_DECISION} if answer.offline else set())
     closures = tuple(_abandon(stay, closing_id, at) for stay, closing_id in zip(inside, abandon_ids, strict=True))
-    stay = OpenStay(
-        stay_id=passage_id,
-        plate=identity.plate,
-        color=identity.color,
-        kind=kind,
-        card_id=answer.card_id if monthly else "",
-        card_valid_until=answer.valid_until if monthly else None,
-        entered_at=at,
-    )
+    stay = _new_stay(passage_id, identity, answer, at)
+    kind = stay.kind
     return Decision(
         passage_id=passage_id,
         direction=Direction.ENTRY,
@@ -337,17 +343,9 @@ def _exit_without_entry(
     if answer.offline:
         flags.add(Flag.OFFLINE_DECISION)
     monthly = answer.status is Membership.MONTHLY
-    kind = VehicleKind.MONTHLY if monthly else VehicleKind.TEMPORARY
     fee = 0 if monthly else fee_fen
-    stay = OpenStay(
-        stay_id=passage_id,
-        plate=identity.plate,
-        color=identity.color,
-        kind=kind,
-        card_id=answer.card_id if monthly else "",
-        card_valid_until=answer.valid_until if monthly else None,
-        entered_at=at,
-    )
+    stay = _new_stay(passage_id, identity, answer, at)
+    kind = stay.kind
     closure = StayClosure(stay, passage_id, at, "CLOSED", fee_fen=fee, flags=frozenset(flags), report=monthly)
     return Decision(
         passage_id=passage_id,
