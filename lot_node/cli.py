@@ -238,10 +238,11 @@ def gate_pass(
     as_json: bool,
 ) -> None:
     """Send one vehicle through a gate and print the decision."""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
+    from crosspark.identity import PlateColor
     from crosspark.v1 import common_pb2, gate_pb2, settlement_pb2
-    from lot_node.convert import timestamp
+    from lot_node.convert import color_to_pb
 
     request = gate_pb2.PassRequest(
         gate_id=gate_id,
@@ -258,21 +259,24 @@ def gate_pass(
         request.etc_framing = etc_framing
     if plate:
         try:
-            color_value = common_pb2.PlateColor.Value(f"PLATE_COLOR_{color.upper()}")
+            plate_color = PlateColor(color.lower())
         except ValueError:
             raise click.BadParameter(f"unknown colour {color!r}", param_hint="--color") from None
         request.identity.CopyFrom(
             common_pb2.VehicleIdentity(
-                plate=plate, color=color_value, source=common_pb2.IDENTITY_SOURCE_MANUAL, confidence=1.0
+                plate=plate, color=color_to_pb(plate_color), source=common_pb2.IDENTITY_SOURCE_MANUAL, confidence=1.0
             )
         )
     if not (image or etc_frame or plate):
         raise click.UsageError("give --image, --etc-frame or --plate")
     if occurred_at:
         try:
-            request.occurred_at.CopyFrom(timestamp(datetime.fromisoformat(occurred_at)))
-        except (ValueError, TypeError):
-            raise click.BadParameter("not an ISO 8601 instant with an offset", param_hint="--at") from None
+            instant = datetime.fromisoformat(occurred_at)
+        except ValueError:
+            instant = None
+        if instant is None or instant.tzinfo is None:
+            raise click.BadParameter("not an ISO 8601 instant with an offset", param_hint="--at")
+        request.occurred_at.FromDatetime(instant.astimezone(UTC))
     decision = _gate_stub(lot_addr, ca, insecure, gate_token).Pass(request, timeout=30)
     emit_record(_decision_record(decision), as_json, title="decision")
 
