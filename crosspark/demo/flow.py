@@ -15,7 +15,7 @@ from crosspark.cli_support import emit_json, emit_table
 from crosspark.demo.report import COLUMNS, LotSummary, summary_rows, write_html, yuan
 from crosspark.demo.run import DemoRun, Evidence, corrupt_platform_fee
 from crosspark.demo.scenario import TZ, make_plan
-from crosspark.v1 import gate_pb2, settlement_pb2
+from crosspark.v1 import common_pb2, gate_pb2, settlement_pb2
 
 #: Real seconds the demo waits for the lots to finish reconciling once the month is over.
 SETTLE_TIMEOUT = 90.0
@@ -168,18 +168,15 @@ def _statements(run: DemoRun, lot_id: str) -> list[settlement_pb2.Statement]:
     token = ""
     while True:
         page = run.settlement.ListStatements(
-            settlement_pb2.ListStatementsRequest(lot_id=lot_id, page=_page(token)), timeout=30
+            settlement_pb2.ListStatementsRequest(
+                lot_id=lot_id, page=common_pb2.PageRequest(page_size=1000, page_token=token)
+            ),
+            timeout=30,
         )
         found.extend(page.statements)
         token = page.next_page_token
         if not token:
             return found
-
-
-def _page(token: str):  # type: ignore[no-untyped-def]
-    from crosspark.v1 import common_pb2
-
-    return common_pb2.PageRequest(page_size=1000, page_token=token)
 
 
 _DONE = {

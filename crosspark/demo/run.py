@@ -6,7 +6,6 @@ import secrets
 import socket
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,6 @@ from crosspark.clock import ScaledClock
 from crosspark.demo.processes import ServiceProcess
 from crosspark.demo.report import LotSummary
 from crosspark.demo.scenario import LotPlan, Plan, Visit
-from crosspark.identity import PlateColor
 from crosspark.tls import ensure_dev_tls
 from crosspark.v1 import (
     admin_pb2,
@@ -33,8 +31,6 @@ from crosspark.v1 import (
     settlement_pb2,
     settlement_pb2_grpc,
 )
-
-Step = Callable[[str], None]
 
 
 def _ts(instant: datetime) -> Timestamp:
@@ -283,7 +279,3 @@ def corrupt_platform_fee(db_path: Path, visit: Visit, hours: int = 2) -> str | N
             "UPDATE stays SET settle_to_us = settle_to_us + ? WHERE stay_id = ?", (hours * 3_600_000_000, row[0])
         )
     return str(row[0])
-
-
-def color_name(color: PlateColor) -> str:
-    return color.value
