@@ -156,6 +156,9 @@ class CardSync(PlatformStream):
                 )
                 while rows := cursor.fetchmany(LOAD_CHUNK):
                     parts.append(_columns_of(rows))
+                cursor.close()
+            if connection.dialect.name == "sqlite":  # a full scan filled this connection's page cache
+                connection.exec_driver_sql("PRAGMA shrink_memory")
         self.cache = CardCache.load(_concat(parts, version), self.cache.key)
         del parts
         _release_free_memory()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crosspark.clock import Clock
@@ -334,7 +334,7 @@ def _match(session: Session, identity: VehicleIdentity) -> ExitMatch:
 
 
 def _open_stays(session: Session, plates: list[str], color: PlateColor) -> list[OpenStay]:
-    rows = session.connection().execute(store.open_stays_query(plates, color.value))
+    rows = session.connection().execute(store.OPEN_STAYS, {"plates": plates, "color": color.value})
     return [
         OpenStay(
             stay_id=r.stay_id, plate=r.plate, color=PlateColor(r.color), kind=VehicleKind(r.kind), card_id=r.card_id,
@@ -379,29 +379,30 @@ def _write(session: Session, decision: Decision, evidence: Evidence, now: dateti
             passages.append(_closing_passage(closure, evidence.gate_id, now))
             if closure.report:
                 outbox.append(closure.exit_passage_id)
-    connection.execute(insert(store.PassageRow), passages)
+    connection.execute(store.INSERT_PASSAGES, passages)
     if decision.new_stay is not None:
         stay = decision.new_stay
         connection.execute(
-            insert(store.StayRow).values(
-                stay_id=stay.stay_id, plate=stay.plate, color=stay.color.value, kind=stay.kind.value,
-                card_id=stay.card_id, card_valid_until=stay.card_valid_until, entry_gate=evidence.gate_id,
-                entered_at=stay.entered_at, state=store.OPEN, exit_passage_id=None, exited_at=None, split_at=None,
-                fee_fen=0,
-            )
+            store.INSERT_STAY,
+            {
+                "stay_id": stay.stay_id, "plate": stay.plate, "color": stay.color.value, "kind": stay.kind.value,
+                "card_id": stay.card_id, "card_valid_until": stay.card_valid_until, "entry_gate": evidence.gate_id,
+                "entered_at": stay.entered_at, "state": store.OPEN, "exit_passage_id": None, "exited_at": None,
+                "split_at": None, "fee_fen": 0,
+            },
         )
     for closure in decision.closures:
         connection.execute(
-            update(store.StayRow)
-            .where(store.StayRow.stay_id == closure.stay.stay_id)
-            .values(
-                state=closure.state, exit_passage_id=closure.exit_passage_id, exited_at=closure.exited_at,
-                split_at=closure.split_at, fee_fen=closure.fee_fen,
-            )
+            store.CLOSE_STAY,
+            {
+                "closed_stay_id": closure.stay.stay_id, "state": closure.state,
+                "exit_passage_id": closure.exit_passage_id, "exited_at": closure.exited_at,
+                "split_at": closure.split_at, "fee_fen": closure.fee_fen,
+            },
         )
     if outbox:
         connection.execute(
-            insert(store.OutboxRow),
+            store.INSERT_OUTBOX,
             [
                 {"passage_id": pid, "enqueued_at": now, "state": store.PENDING, "attempts": 0, "reason": "",
                  "rejected_at": None}

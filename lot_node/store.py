@@ -27,6 +27,7 @@ from sqlalchemy import (
     Select,
     String,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -225,12 +226,27 @@ def put_meta(session: Session, key: str, value: str, now: datetime) -> None:
 # --- stays and passages -------------------------------------------------------------------------
 
 
-def open_stays_query(plates: Sequence[str], color: str) -> Select:  # type: ignore[type-arg]
-    """Open stays of any of ``plates`` with ``color`` (exact or confusable exit matching)."""
+def _open_stays_query() -> Select:  # type: ignore[type-arg]
     t = StayRow.__table__.c
     return select(t.stay_id, t.plate, t.color, t.kind, t.card_id, t.card_valid_until, t.entered_at).where(
-        t.state == OPEN, t.plate.in_(plates), t.color == color
+        t.state == OPEN, t.plate.in_(bindparam("plates", expanding=True)), t.color == bindparam("color")
     )
+
+
+#: Open stays of any of ``plates`` with ``color`` (exact or confusable exit matching). The gate's
+#: statements are built once: SQLAlchemy then compiles each once and memoizes its cache key.
+OPEN_STAYS = _open_stays_query()
+INSERT_PASSAGES = insert(PassageRow.__table__)
+INSERT_STAY = insert(StayRow.__table__)
+INSERT_OUTBOX = insert(OutboxRow.__table__)
+CLOSE_STAY = (
+    update(StayRow.__table__)
+    .where(StayRow.__table__.c.stay_id == bindparam("closed_stay_id"))
+    .values(
+        state=bindparam("state"), exit_passage_id=bindparam("exit_passage_id"), exited_at=bindparam("exited_at"),
+        split_at=bindparam("split_at"), fee_fen=bindparam("fee_fen"),
+    )
+)
 
 
 def passage_for_request(session: Session, gate_id: str, request_id: str) -> PassageRow | None:
