@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import subprocess
@@ -45,7 +44,7 @@ def plates(n: int) -> list[str]:
 def card_cache(n: int):  # type: ignore[no-untyped-def]
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from card_service.domain import vehicle_hash
+    from card_service.domain import new_card_id, vehicle_hash
     from crosspark.identity import PlateColor
     from crosspark.v1 import cards_pb2
     from lot_node.card_cache import CardCache
@@ -58,7 +57,7 @@ def card_cache(n: int):  # type: ignore[no-untyped-def]
     chunk = []
     for i, plate in enumerate(plates(n)):
         chunk.append(cards_pb2.CardListEntry(
-            vehicle_hash=vehicle_hash(KEY, plate, PlateColor.BLUE), card_id=f"card_{i:08d}", valid_from=start,
+            vehicle_hash=vehicle_hash(KEY, plate, PlateColor.BLUE), card_id=new_card_id(T0), valid_from=start,
             valid_until=end, state=cards_pb2.CARD_STATE_ACTIVE, valid_at_lot=True, version=i + 1,
         ))
         if len(chunk) == 20_000:
@@ -288,6 +287,7 @@ import sys, hashlib
 from datetime import UTC, datetime, timedelta
 sys.path.insert(0, sys.argv[3])
 n, db_path = int(sys.argv[1]), sys.argv[2]
+from card_service.domain import new_card_id
 from crosspark.db import Database, upgrade
 from lot_node import store
 db = Database(f"sqlite:///{db_path}")
@@ -295,7 +295,7 @@ upgrade(db, "lot")
 t0 = datetime(2026, 11, 1, tzinfo=UTC)
 with db.session() as s:
     for start in range(0, n, 50_000):
-        rows = [dict(card_id=f"card_{i:08d}", vehicle_hash=hashlib.sha256(i.to_bytes(8, "big")).digest(),
+        rows = [dict(card_id=new_card_id(t0), vehicle_hash=hashlib.sha256(i.to_bytes(8, "big")).digest(),
                      valid_from=t0, valid_until=t0 + timedelta(days=30), state="ACTIVE", valid_at_lot=True,
                      version=i + 1) for i in range(start, min(n, start + 50_000))]
         store.insert_cards(s, rows)

@@ -37,7 +37,7 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_engine(url: URL, *, immediate: bool) -> Engine:
+def _sqlite_engine(url: URL, *, immediate: bool, cache_mib: int) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +57,9 @@ def _sqlite_engine(url: URL, *, immediate: bool) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        # 64 MiB page cache: ingest touches many pages (random passage ids in a unique index).
-        cursor.execute("PRAGMA cache_size=-65536")
+        # The platform's 64 MiB page cache: ingest touches many pages (random passage ids in a
+        # unique index). A lot node asks for less: it keeps a small working set and little memory.
+        cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         cursor.close()
 
     # Writers take the write lock when they begin, so two writers never both read and then
@@ -79,11 +80,11 @@ class Database:
     both use one engine; on SQLite writers begin ``IMMEDIATE`` and readers ``DEFERRED``.
     """
 
-    def __init__(self, url: str | URL, *, echo: bool = False) -> None:
+    def __init__(self, url: str | URL, *, echo: bool = False, sqlite_cache_mib: int = 64) -> None:
         self.url = make_url(url)
         if self.url.get_backend_name() == "sqlite":
-            self.writer = _sqlite_engine(self.url, immediate=True)
-            self.reader = _sqlite_engine(self.url, immediate=False)
+            self.writer = _sqlite_engine(self.url, immediate=True, cache_mib=sqlite_cache_mib)
+            self.reader = _sqlite_engine(self.url, immediate=False, cache_mib=sqlite_cache_mib)
         elif self.url.get_backend_name() == "postgresql":
             if self.url.drivername == "postgresql":
                 self.url = self.url.set(drivername="postgresql+psycopg")

@@ -85,32 +85,6 @@ def _columns_of(rows: Sequence[Sequence[object]]) -> CardCacheState:
     )
 
 
-def _concat(parts: Sequence[CardCacheState], version: int) -> CardCacheState:
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return CardCacheState(
-            version,
-            np.zeros((0, 32), np.uint8),
-            np.zeros(0, "S1"),
-            empty,
-            empty,
-            np.zeros(0, np.uint8),
-            np.zeros(0, bool),
-            empty,
-        )
-    width = max(p.card_ids.dtype.itemsize for p in parts)
-    return CardCacheState(
-        version,
-        np.concatenate([p.hashes for p in parts]),
-        np.concatenate([p.card_ids.astype(f"S{width}") for p in parts]),
-        np.concatenate([p.valid_from_us for p in parts]),
-        np.concatenate([p.valid_until_us for p in parts]),
-        np.concatenate([p.states for p in parts]),
-        np.concatenate([p.valid_at_lot for p in parts]),
-        np.concatenate([p.versions for p in parts]),
-    )
-
-
 class CardSync(PlatformStream):
     """Keeps ``cache`` and the store in step with the platform's card list."""
 
@@ -149,18 +123,15 @@ class CardSync(PlatformStream):
             version = int(
                 connection.exec_driver_sql("SELECT value FROM lot_meta WHERE key = 'card_version'").scalar() or 0
             )
-            parts = []
+            parts: Iterable[CardCacheState] = ()
             if version:
                 cursor = connection.exec_driver_sql(
                     "SELECT card_id, vehicle_hash, valid_from, valid_until, state, valid_at_lot, version FROM lot_cards"
                 )
-                while rows := cursor.fetchmany(LOAD_CHUNK):
-                    parts.append(_columns_of(rows))
-                cursor.close()
+                parts = (_columns_of(rows) for rows in iter(lambda: cursor.fetchmany(LOAD_CHUNK), []))
+            self.cache = CardCache.load_parts(parts, version, self.cache.key)
             if connection.dialect.name == "sqlite":  # a full scan filled this connection's page cache
                 connection.exec_driver_sql("PRAGMA shrink_memory")
-        self.cache = CardCache.load(_concat(parts, version), self.cache.key)
-        del parts
         _release_free_memory()
         self.version = version
         log.info("cards.loaded", version=version, cards=len(self.cache))

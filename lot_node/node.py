@@ -32,6 +32,9 @@ from lot_node.service import GateService, GateSettings, NodeStatus, Reachability
 log = structlog.get_logger("lot_node")
 
 DEFAULT_LISTEN = "127.0.0.1:50061"
+#: Page cache per SQLite connection: the gate's working set (open stays, recent passages) is small,
+#: and a lot node must hold a million cards, its recognition models and all in 200 MB.
+LOT_SQLITE_CACHE_MIB = 4
 
 
 @dataclass
@@ -86,7 +89,7 @@ class LotNode:
         settings.check()
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.db = Database(settings.database_url())
+        self.db = Database(settings.database_url(), sqlite_cache_mib=LOT_SQLITE_CACHE_MIB)
         upgrade(self.db, "lot")
         self.stop_event = threading.Event()
         self.workers: list[threading.Thread] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     LargeBinary,
     Select,
     String,
+    Table,
     Text,
     bindparam,
     delete,
@@ -236,11 +238,11 @@ def _open_stays_query() -> Select:  # type: ignore[type-arg]
 #: Open stays of any of ``plates`` with ``color`` (exact or confusable exit matching). The gate's
 #: statements are built once: SQLAlchemy then compiles each once and memoizes its cache key.
 OPEN_STAYS = _open_stays_query()
-INSERT_PASSAGES = insert(PassageRow.__table__)
-INSERT_STAY = insert(StayRow.__table__)
-INSERT_OUTBOX = insert(OutboxRow.__table__)
+INSERT_PASSAGES = insert(cast(Table, PassageRow.__table__))
+INSERT_STAY = insert(cast(Table, StayRow.__table__))
+INSERT_OUTBOX = insert(cast(Table, OutboxRow.__table__))
 CLOSE_STAY = (
-    update(StayRow.__table__)
+    update(cast(Table, StayRow.__table__))
     .where(StayRow.__table__.c.stay_id == bindparam("closed_stay_id"))
     .values(
         state=bindparam("state"), exit_passage_id=bindparam("exit_passage_id"), exited_at=bindparam("exited_at"),

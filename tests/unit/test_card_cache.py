@@ -172,10 +172,45 @@ def test_a_cache_without_a_key_cannot_hash_plates() -> None:
         CardCache().vehicle_hash("粤B11111", PlateColor.BLUE)
 
 
-def test_the_arrays_take_about_a_hundred_bytes_a_card() -> None:
-    entries = [entry(f"粤B{i:05d}", f"card_01M861TQV14XPMPD4T{i:06d}", i + 1) for i in range(2000)]
+def test_platform_card_ids_take_under_fifty_bytes_a_card() -> None:
+    entries = [entry(f"粤B{i:05d}", f"card_01M861TQV14XPMPD4T{i:08d}", i + 1) for i in range(2000)]
     cache = fed(*snapshot(2000, entries, chunk=500))
-    assert cache.nbytes / len(cache) <= 110
+    assert cache.nbytes / len(cache) <= 50
+    assert cache.lookup(cache.vehicle_hash("粤B01234", PlateColor.BLUE), T0).card_id == (  # type: ignore[union-attr]
+        "card_01M861TQV14XPMPD4T00001234"
+    )
+
+
+@pytest.mark.parametrize(
+    "card_id",
+    ["card_7ZZZZZZZZZZZZZZZZZZZZZZZZZ", "card_00000000000000000000000000", "card_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+     "card_01m861tqv14xpmpd4t00001234", "card_01M861TQV14XPMPD4T0000123", "card_01M861TQV14XPMPD4T000012345",
+     "CARD_01M861TQV14XPMPD4T00001234", "c1", "卡_01"],
+)
+def test_every_card_id_comes_back_as_given(card_id: str) -> None:
+    cache = fed(*snapshot(2, [entry("粤B11111", card_id, 1), entry("粤B22222", "card_01M861TQV14XPMPD4T00000001", 2)]))
+    found = cache.lookup(cache.vehicle_hash("粤B11111", PlateColor.BLUE), T0)
+    assert found is not None and found.card_id == card_id
+    again = CardCache.load(cache.export(), KEY).lookup(cache.vehicle_hash("粤B11111", PlateColor.BLUE), T0)
+    assert again is not None and again.card_id == card_id
+
+
+def test_instants_and_versions_that_do_not_fit_the_compact_columns_are_kept_exactly() -> None:
+    cache = fed(*snapshot(2, [entry("粤B11111", "c1", 1), entry("粤B22222", "c2", 2)]))
+    vehicle = cache.vehicle_hash("粤B11111", PlateColor.BLUE)
+    odd_start = T0 - timedelta(days=1, microseconds=7)
+    cache.apply(delta(2**40, entry("粤B11111", "c1", 2**40, start=odd_start)))
+    found = cache.lookup(vehicle, T0)
+    assert found is not None and (found.valid_from, found.version) == (odd_start, 2**40)
+    other = cache.lookup(cache.vehicle_hash("粤B22222", PlateColor.BLUE), T0)
+    assert other is not None and (other.valid_from, other.version) == (T0 - timedelta(days=1), 2)
+
+
+def test_a_vehicle_is_told_apart_by_the_first_sixteen_bytes_of_its_hash() -> None:
+    cache = fed(*snapshot(1, [entry("粤B11111", "c1", 1)]))
+    vehicle = cache.vehicle_hash("粤B11111", PlateColor.BLUE)
+    assert cache.lookup(vehicle[:16] + bytes(16), T0) is not None
+    assert cache.lookup(vehicle[:15] + bytes([vehicle[15] ^ 1]) + vehicle[16:], T0) is None
 
 
 def test_a_snapshot_larger_than_announced_is_still_taken_whole() -> None:
