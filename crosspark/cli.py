@@ -159,8 +159,8 @@ def db_upgrade(schema: str, db_url: str, revision: str, as_json: bool) -> None:
 @json_option
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and exit.")
 def bench(names: tuple[str, ...], quick: bool, as_json: bool, list_only: bool) -> None:
-    """Run benchmarks from bench/ (all, or those NAMES); each prints percentiles and ratios
-    against a baseline measured in the same run."""
+    """Run benchmarks from bench/ (all, or those NAMES: `bench_ingest` or just `ingest`); each
+    prints percentiles and ratios against a baseline measured in the same run."""
     bench_dir = Path(__file__).resolve().parents[1] / "bench"
     if not bench_dir.is_dir():
         raise click.ClickException(f"no bench/ folder beside the package ({bench_dir}); run from a source checkout")
@@ -169,6 +169,7 @@ def bench(names: tuple[str, ...], quick: bool, as_json: bool, list_only: bool) -
         for name in available:
             click.echo(name)
         return
+    names = tuple(n if n in available or f"bench_{n}" not in available else f"bench_{n}" for n in names)
     unknown = [n for n in names if n not in available]
     if unknown:
         raise click.ClickException(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available)}")

@@ -140,3 +140,14 @@ def test_scaled_clock_with_epoch_file_stands_still_until_fired(tmp_path: Path) -
     clock.fire(delay=-10.0)  # as if fired ten real seconds ago: ten simulated hours have passed
     assert other.now() >= start + timedelta(hours=10)
     assert clock.now() >= start + timedelta(hours=10)
+
+
+def test_bench_runs_a_benchmark_by_its_short_name_and_refuses_unknown_ones() -> None:
+    from crosspark.cli import cli
+
+    runner = CliRunner()
+    ran = runner.invoke(cli, ["bench", "tariff", "--quick", "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert "price_stays" in ran.output
+    refused = runner.invoke(cli, ["bench", "no_such_bench"])
+    assert refused.exit_code != 0 and "unknown benchmark(s) no_such_bench" in refused.output
