@@ -219,6 +219,7 @@ def kernel_speedups(folder: Path | None, quick: bool) -> list[dict[str, Any]]:
     out_l = np.empty(small.shape[:2], np.uint8)
     labels = np.empty(mask.shape, np.int32)
     r = max(2, gray.shape[0] // 4)
+    texture = (locate.TEXTURE_LINES, locate.TEXTURE_MIN_CONTRAST, locate.TEXTURE_CONTRAST)
     cases: list[tuple[str, str, Callable[[], Any], Callable[[], Any]]] = [
         ("cue_maps", f"{small.shape[1]}×{small.shape[0]} photo",
          lambda: _locate_cy.cue_maps(small, table, out_c, out_e, out_l),
@@ -226,8 +227,8 @@ def kernel_speedups(folder: Path | None, quick: bool) -> list[dict[str, Any]]:
         ("label_regions", f"{mask.shape[1]}×{mask.shape[0]} edge mask", lambda: _locate_cy.label_regions(mask, labels),
          lambda: _reference.label_regions(mask)),
         ("line_texture", f"{len(rects)} candidates",
-         lambda: _locate_cy.line_texture(luma, rects, locate.TEXTURE_LINES, 8.0, 0.15),
-         lambda: _reference.line_texture(luma, rects, locate.TEXTURE_LINES, 8.0, 0.15)),
+         lambda: _locate_cy.line_texture(luma, rects, *texture),
+         lambda: _reference.line_texture(luma, rects, *texture)),
         ("shear_scores", f"{ink.shape[1]}×{ink.shape[0]} ink, {len(shears)} shears",
          lambda: _locate_cy.shear_scores(ink, shears), lambda: _reference.shear_scores(ink, shears)),
         ("binarize_local", f"{gray.shape[1]}×{gray.shape[0]} plate",

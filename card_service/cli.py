@@ -266,7 +266,7 @@ def card_list(remote: Remote, plate: str, limit: int, page_token: str, as_json: 
     help="The platform's time zone (start dates).",
 )
 @click.option(
-    "--batch", type=click.IntRange(100, 100_000), default=20_000, show_default=True, help="Cards per transaction."
+    "--batch", type=click.IntRange(100, 100_000), default=100_000, show_default=True, help="Cards per transaction."
 )
 @click.option("--dry-run", is_flag=True, help="Validate only; write nothing.")
 @click.option(
@@ -299,9 +299,10 @@ def card_import(
     row); lots pick the cards up by WatchCards as usual (a big import sends them a fresh snapshot).
 
     The import goes to the database, not through the platform's API, because a migration of a
-    million cards is an operator's one-off job run next to the database: one executemany per batch
-    (COPY on PostgreSQL) loads tens of thousands of cards a second, where ApplyCard RPCs, each its
-    own committed transaction, manage about a hundred.
+    million cards is an operator's one-off job run next to the database: one transaction per batch
+    (executemany on SQLite, COPY on PostgreSQL) loads tens of thousands of cards a second, where
+    ApplyCard RPCs, each its own committed transaction, manage about a hundred. A running platform's
+    card writers wait for the batch in progress (it holds the version row).
 
     Exit status: 0 when every row was loaded (or skipped as already imported), 2 when some were
     rejected, 1 on an error that stopped the import.

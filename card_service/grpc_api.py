@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from card_service import card_list, service, wire
+from card_service import card_list, service, store, wire
 from card_service.domain import (
     Card,
     CardState,
@@ -166,6 +166,7 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
         self.watch = card_list.VersionWatch(ctx.db)
         self.env = service.CardEnv(ctx.db, ctx.clock.now, ctx.settings.time_zone, changed=self.watch.poke)
         self.seen = service.SeenRecorder(ctx.db)
+        self.reads = store.HotReads(ctx.db)
 
     def ApplyCard(self, request: cards_pb2.ApplyCardRequest, context: Any) -> cards_pb2.Card:
         application = check_application(
@@ -209,7 +210,7 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
             if not 0 <= request.at.seconds < 253402300800:  # years 1970-9999
                 raise InvalidArgument.field("at", "is not an instant between 1970 and 9999")
             at = instant(request.at)
-        answer = service.check_membership(self.env, request.lot_id, plate, color, at)
+        answer = service.check_membership(self.env, self.reads, request.lot_id, plate, color, at)
         self.seen.seen(request.lot_id, self.ctx.clock.now())
         reply = cards_pb2.MembershipAnswer(
             status=_STATUS_TO_PB[answer.status], answer_id=answer.answer_id, card_version=answer.card_version

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from card_service import domain, store
 from card_service.card_list import STREAM_MARK_SECONDS
-from card_service.domain import Card, CardApplication, CardState, Lot, MembershipStatus
+from card_service.domain import Card, CardApplication, CardStanding, CardState, Lot, MembershipStatus
 from crosspark.db import Database
 from crosspark.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from crosspark.identity import PlateColor
@@ -290,21 +290,20 @@ def list_cards(env: CardEnv, page_size: int, page_token: str, plate: str = "") -
 @dataclass(frozen=True, slots=True)
 class MembershipAnswer:
     status: MembershipStatus
-    card: Card | None
+    card: CardStanding | None
     card_version: int
     answer_id: str
 
 
-def check_membership(env: CardEnv, lot_id: str, plate: str, color: PlateColor, at: datetime | None) -> MembershipAnswer:
+def check_membership(
+    env: CardEnv, reads: store.HotReads, lot_id: str, plate: str, color: PlateColor, at: datetime | None
+) -> MembershipAnswer:
     """Is this vehicle a monthly-card vehicle at this lot at ``at`` (default now)? (patent Fig. 2)"""
     now = env.now()
     if at is not None and abs(at - now) > domain.MAX_CHECK_SKEW:
         raise InvalidArgument.field("at", f"must be within {domain.MAX_CHECK_SKEW.days} days of the platform's clock")
-    with env.db.reader.connect() as connection:
-        version, cards = store.vehicle_at_version(connection, plate, color)
-        connection.rollback()
-    status, standing = domain.decide_membership([c.standing(lot_id) for c in cards], at or now)
-    card = next(c for c in cards if c.card_id == standing.card_id) if standing is not None else None
+    version, cards = reads.vehicle(plate, color, lot_id)
+    status, card = domain.decide_membership(cards, at or now)
     return MembershipAnswer(status, card, version, domain.new_answer_id(now))
 
 

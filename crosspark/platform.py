@@ -85,13 +85,10 @@ class Platform:
         db = Database(settings.database_url())
         upgrade(db, "platform")
         self.ctx = PlatformContext(db=db, clock=clock or SystemClock(), settings=settings)
-        from card_service.store import lot_id_for_token
+        from card_service.store import HotReads
 
-        def lot_lookup(token: str) -> str | None:
-            with db.reader.connect() as connection:  # runs on every lot call: Core, no ORM session
-                return lot_id_for_token(connection, token)
-
-        authenticator = TokenAuthenticator(admin_token=settings.admin_token, lot_lookup=lot_lookup)
+        # Runs on every lot call: a raw prepared read, no pool checkout or Core execution.
+        authenticator = TokenAuthenticator(admin_token=settings.admin_token, lot_lookup=HotReads(db).lot_for_token)
         options = ServerOptions(
             listen=settings.listen,
             insecure=settings.insecure,

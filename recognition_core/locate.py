@@ -276,8 +276,15 @@ def shrink(image: np.ndarray, width: int) -> np.ndarray:
     return image
 
 
+#: Edge strength of a dim plate's strokes, looked at when the photo's own threshold is far above it.
+FAINT_EDGE = 14
 #: Lines along which a candidate's character texture is sampled (``_locate_cy.line_texture``).
 TEXTURE_LINES = 5
+#: A stroke crossing counts past ±max(TEXTURE_MIN_CONTRAST, TEXTURE_CONTRAST × the line's range)
+#: around its mean: low enough for a small plate at the locating width (strokes a pixel or two
+#: wide, blurred by the downscale) and a dim one at night.
+TEXTURE_MIN_CONTRAST = 5.0
+TEXTURE_CONTRAST = 0.10
 #: Candidates whose middle lines cross fewer strokes than this are dropped (7 characters: ~14).
 MIN_TEXTURE = 6
 
@@ -299,6 +306,11 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     weak_mask = cv2.threshold(edge, max(8, strong // 2), 255, cv2.THRESH_BINARY)[1]
     # strong strokes are bridged over short gaps; weak ones, broken up by noise, over longer
     found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask, 9) + _edge_candidates(weak_mask, 17)
+    if strong // 2 > FAINT_EDGE:
+        # a few very strong edges (a caption burnt into the frame, a lamp) set the threshold
+        # high above a dim plate's strokes: look once more at a fixed low one
+        faint = cv2.threshold(edge, FAINT_EDGE, 255, cv2.THRESH_BINARY)[1]
+        found += _edge_candidates(faint, 17)
     if not found:
         return []
     rects = np.array([r for r, _ in found])
@@ -307,7 +319,9 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     # the edge bars hug the characters: widen them to the plate
     rects[~coloured, 2] *= 1.08
     rects[~coloured, 3] *= 1.25
-    lines = _locate_cy.line_texture(luma, np.ascontiguousarray(rects[:, :5]), TEXTURE_LINES, 8.0, 0.15)
+    lines = _locate_cy.line_texture(
+        luma, np.ascontiguousarray(rects[:, :5]), TEXTURE_LINES, TEXTURE_MIN_CONTRAST, TEXTURE_CONTRAST
+    )
     tex = lines[:, TEXTURE_LINES // 2].astype(np.float64)  # the median line
     aspect = rects[:, 2] / rects[:, 3]
     scores = np.minimum(tex, 24) / 24 + 0.5 * rects[:, 5] + 0.25 * coloured - 0.05 * np.abs(aspect - PLATE_ASPECT)

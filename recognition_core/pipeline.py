@@ -2,19 +2,25 @@
 
 ``recognize`` runs the whole chain on a photo; ``recognize_crop`` on a plate that is already cut
 out. Each candidate region from ``locate`` (best first, at most ``MAX_CANDIDATES``) is cut upright
-out of the full-resolution photo; its colour decides whether the strokes are dark (then the cut is
-inverted) and whether 7 or 8 characters are expected; ``segment`` cuts the characters, and cuts
-whose layout fits poorly (``MIN_FIT``) go no further. The classifier gives per-character
-probabilities and the grammar decoder the most probable valid plate, whose confidence is its
-weakest character's. A candidate whose best plate is not confident enough (``MIN_CONFIDENCE``) is
-no plate; one read is kept per plate. Decoding is not part of ``recognize`` (``read_image``).
+out of the full-resolution photo. Decoding is not part of ``recognize`` (``read_image``).
 
-Three readers turn a cut into characters: ``"segment"`` (cut into characters, then each classified,
-as above), ``"sequence"`` (``recognition_core.reader``: the whole plate at once, no segmentation)
-and ``"combined"``, both: in a photo, a plate both read alike takes the more confident read's
-confidence, otherwise the segmenting read stands (as with ``"segment"`` alone; the sequence reader
-alone misreads too often); a cut-out plate takes the more confident of the two reads. ``READER``
-picks the default; the environment variable ``CROSSPARK_PLATE_READER`` overrides it.
+Two readers turn a cut into per-slot character probabilities, which the grammar decoder turns into
+the most probable valid plate, as confident as its weakest slot:
+
+* ``"sequence"`` (``recognition_core.reader``): the whole cut at once, no segmentation; all the
+  candidates of a photo go through it in one batch. It is trained to read nothing where there is
+  no plate, so it also tells plates from the rest.
+* ``"segment"``: the cut's colour decides whether the strokes are dark (then the cut is inverted)
+  and whether 7 or 8 characters are expected; ``segment`` cuts the characters (cuts whose layout
+  fits poorly, ``MIN_FIT``, go no further) and the character classifier reads each.
+* ``"combined"`` (the default, ``READER``): the segmenting reader reads the cuts in which the
+  sequence reader reads a plate, and the two readers' probabilities are multiplied slot by slot
+  (two independent opinions, ``_fused``): reads they agree on grow surer, a slot they dispute ends
+  as unsure as the product leaves it, and a read that only one of them makes is discounted.
+
+An ordinary plate read as white or black is taken for a dim blue or yellow one (``_likely_color``).
+Reads below ``MIN_CONFIDENCE`` are dropped (a wrong plate is worse than none at a gate); one read
+is kept per plate. The environment variable ``CROSSPARK_PLATE_READER`` overrides ``READER``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
 from crosspark.plate import PlateError, usual_colors
 from recognition_core.classify import load_classifier, prepare_glyph
-from recognition_core.color import is_dark_text, plate_color
+from recognition_core.color import blue_or_yellow, is_dark_text, plate_color
 from recognition_core.decode import best_plate
 from recognition_core.locate import (
     CROP_MARGIN_X,
@@ -44,9 +50,8 @@ from recognition_core.locate import (
     locate,
     plate_crop,
 )
-from recognition_core.reader import character_centres, decode_columns, load_reader, prepare_plate
+from recognition_core.reader import column_rows, load_reader
 from recognition_core.segment import Segmentation, segmentations
-from recognition_core.synth import char_layout
 
 __all__ = ["MIN_CONFIDENCE", "READER", "ImageRefused", "Recognition", "read_image", "recognize", "recognize_crop"]
 
@@ -56,8 +61,6 @@ READERS = ("combined", "sequence", "segment")
 #: Margin kept around the candidate's rectangle for the sequence reader (fractions of its sides).
 SEQUENCE_MARGIN_X = 0.05
 SEQUENCE_MARGIN_Y = 0.08
-#: Whether the sequence reader's first character is cross-checked by the character classifier.
-PROVINCE_CHECK = False
 
 #: Reads below this confidence are dropped (a wrong plate is worse than none at a gate).
 MIN_CONFIDENCE = 0.5
@@ -66,8 +69,10 @@ MIN_CONFIDENCE = 0.5
 MIN_FIT = 1.0
 #: A read less confident than this also tries the second-best placement of the characters.
 SECOND_FIT_BELOW = 0.5
-#: A read this confident is not read again from overlapping candidates.
-SURE = 0.9
+#: Whether the combined reader leaves out cuts in which the sequence reader reads no plate.
+SEQUENCE_GATES = True
+#: The combined reader's confidence in a read that only one of its two readers makes.
+ALONE_DISCOUNT = 0.7
 #: How many candidate regions of one photo are read at most.
 MAX_CANDIDATES = 6
 #: Largest encoded file accepted by ``read_image``.
@@ -153,6 +158,8 @@ class _Read:
     plate: str
     color: PlateColor
     confidence: float
+    #: the reader's per-slot probabilities (n, len(ALPHABET)) behind ``plate``
+    rows: np.ndarray | None = None
 
 
 def _segment_as(gray: np.ndarray, dark_text: bool, n_chars: int) -> Iterator[Segmentation]:
@@ -167,69 +174,75 @@ def reader_kind(reader: str | None = None) -> str:
     return kind
 
 
-def _province_opinion(cut: np.ndarray, proba: np.ndarray, dark_text: bool) -> np.ndarray | None:
-    """The character classifier's probabilities for the first character of a sequence read: the
-    other characters' columns place the GA 36 layout on the cut, which gives the first one's box."""
-    centres = character_centres(proba, cut.shape[1])
-    n = len(centres)
-    if n not in (7, 8):
+def _decoded(rows: np.ndarray | None) -> tuple[str, float, np.ndarray] | None:
+    """The grammar's best plate for per-slot probabilities, its confidence and the rows."""
+    if rows is None:
         return None
-    _, spans = char_layout(n)
-    mm = np.array([(a + b) / 2 for a, b in spans])
-    scale, offset = np.polyfit(mm[1:], centres[1:], 1)
-    if scale <= 0:
+    try:
+        read = best_plate(rows)
+    except PlateError:  # the decoder's best is not a plate after all: no read, never a crash
         return None
-    half = (spans[0][1] - spans[0][0]) / 2 * scale * 1.1
-    x0, x1 = max(0, round(scale * mm[0] + offset - half)), min(cut.shape[1], round(scale * mm[0] + offset + half))
-    h = cut.shape[0]
-    if x1 - x0 < 3:
-        return None
-    gray = cv2.cvtColor(cut, cv2.COLOR_BGR2GRAY)[round(0.08 * h) : h - round(0.05 * h), x0:x1]
-    if dark_text:
-        gray = cv2.bitwise_not(gray)
-    return load_classifier().predict_proba(prepare_glyph(gray)[None])[0]
+    return None if read is None else (read[0], read[1], rows)
+
+
+def _trimmed(crop: np.ndarray) -> np.ndarray:
+    """A ``plate_crop`` cut with its margins trimmed to ``SEQUENCE_MARGIN_*``."""
+    h, w = crop.shape[:2]
+    fx = (CROP_MARGIN_X - SEQUENCE_MARGIN_X) / (1 + 2 * CROP_MARGIN_X)
+    fy = (CROP_MARGIN_Y - SEQUENCE_MARGIN_Y) / (1 + 2 * CROP_MARGIN_Y)
+    x0, y0 = round(fx * w), round(fy * h)
+    return crop[y0 : h - y0, x0 : w - x0]
+
+
+def _sequence_reads(cuts: list[np.ndarray], tight: bool) -> list[_Read | None]:
+    """Read upright plate cuts with the sequence reader, all in one batch. ``tight``: the plate
+    fills each cut (a cut-out plate); otherwise a cut carries ``plate_crop``'s margins and is read
+    trimmed to ``SEQUENCE_MARGIN_*``; where that reads as a plate, the untrimmed cut is read too
+    (a second batch), and where both read as many characters their per-slot probabilities are
+    averaged (two looks at one plate disagree less on what is there than on what is not). The
+    colour of a cut (``plate_color``) is looked at only where a plate is read."""
+    if not cuts:
+        return []
+    reader = load_reader()
+    first = cuts if tight else [_trimmed(cut) for cut in cuts]
+    proba = reader.column_proba(np.stack([reader.prepare(cut) for cut in first]))
+    best = [_decoded(column_rows(p)) for p in proba]
+    again = [] if tight else [i for i, b in enumerate(best) if b is not None]
+    if again:
+        proba = reader.column_proba(np.stack([reader.prepare(cuts[i]) for i in again]))
+        for i, p in zip(again, proba, strict=True):
+            read = _decoded(column_rows(p))
+            prev = best[i]
+            if read is not None and prev is not None and read[2].shape == prev[2].shape:
+                best[i] = _decoded((read[2] + prev[2]) / 2)  # two looks at one plate, averaged
+            elif read is not None and (prev is None or read[1] > prev[1]):
+                best[i] = read
+    reads: list[_Read | None] = []
+    for b, cut in zip(best, cuts, strict=True):
+        if b is None:
+            reads.append(None)
+            continue
+        plate, confidence, rows = b
+        color, _ = plate_color(cut)
+        usual = usual_colors(plate)
+        if len(plate) == 8 and color not in usual:  # the characters say new energy: green for sure
+            color = next(iter(usual))
+        reads.append(_Read(plate, color, confidence, rows))
+    return reads
 
 
 def _read_sequence(crop: np.ndarray, tight: bool) -> _Read | None:
-    """Read an upright plate cut with the sequence reader. ``tight``: the plate fills the cut (a
-    cut-out plate); otherwise the cut carries ``plate_crop``'s margins, trimmed to
-    ``SEQUENCE_MARGIN_*`` first, and the untrimmed cut is read too when the trimmed one is unsure.
-    With ``PROVINCE_CHECK`` the character classifier's reading of the first character is
-    multiplied into the reader's."""
-    reader = load_reader()
-    cuts = [crop]
-    if not tight:
-        h, w = crop.shape[:2]
-        fx = (CROP_MARGIN_X - SEQUENCE_MARGIN_X) / (1 + 2 * CROP_MARGIN_X)
-        fy = (CROP_MARGIN_Y - SEQUENCE_MARGIN_Y) / (1 + 2 * CROP_MARGIN_Y)
-        x0, y0 = round(fx * w), round(fy * h)
-        cuts.insert(0, crop[y0 : h - y0, x0 : w - x0])
-    color, _ = plate_color(crop)
-    best: tuple[str, float] | None = None
-    for cut in cuts:
-        proba = reader.column_proba(prepare_plate(cut)[None])[0]
-        first = _province_opinion(cut, proba, is_dark_text(color)) if PROVINCE_CHECK else None
-        read = decode_columns(proba, first)
-        if read is not None and (best is None or read[1] > best[1]):
-            best = read
-        if best is not None and best[1] >= SURE:
-            break
-    if best is None:
-        return None
-    plate, confidence = best
-    usual = usual_colors(plate)
-    if len(plate) == 8 and color not in usual:  # the characters say new energy: green for sure
-        color = next(iter(usual))
-    return _Read(plate, color, confidence)
+    """Read one upright plate cut with the sequence reader (``_sequence_reads``)."""
+    return _sequence_reads([crop], tight)[0]
 
 
-def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None:
+def _read_crop(crop: np.ndarray, hint: PlateColor | None = None, color: PlateColor | None = None) -> _Read | None:
     """Read one upright plate cut (BGR, the plate roughly filling it). ``hint``, the colour cue
     that found the plate, picks the first polarity and length to try; the plate's own colour
-    (``plate_color``) is taken once its characters are found, and corrects them if it differs.
-    When the best layout fit reads poorly, the next one (a character off) is read too."""
+    (``plate_color``, or ``color`` when the caller has it) is taken once its characters are found,
+    and corrects them if it differs. When the best layout fit reads poorly, the next one (a
+    character off) is read too."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    color: PlateColor | None = None
     if hint is None:  # no colour cue: the plate's own colour decides the polarity
         color, _ = plate_color(crop)
         hint = color
@@ -246,7 +259,7 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None
         segs = _segment_as(gray, is_dark_text(color), want_n)
     else:
         segs = itertools.chain([first], segs)
-    best: tuple[str, float] | None = None
+    best: tuple[str, float, np.ndarray] | None = None
     for seg in segs:
         if seg.score < MIN_FIT:
             continue
@@ -257,33 +270,68 @@ def _read_crop(crop: np.ndarray, hint: PlateColor | None = None) -> _Read | None
             break
     if best is None:
         return None
-    return _Read(best[0], color, best[1])
+    return _Read(best[0], color, best[1], best[2])
 
 
-def _classify(seg: Segmentation) -> tuple[str, float] | None:
+def _classify(seg: Segmentation) -> tuple[str, float, np.ndarray] | None:
     glyphs = np.stack([prepare_glyph(g) for g in seg.glyphs])
-    try:
-        return best_plate(load_classifier().predict_proba(glyphs))
-    except PlateError:  # the decoder's best is not a plate after all: no read, never a crash
-        return None
+    return _decoded(load_classifier().predict_proba(glyphs).astype(np.float64))
+
+
+def _read_cuts(kind: str, cuts: list[np.ndarray], hints: list[PlateColor | None], tight: bool) -> list[_Read | None]:
+    """Read upright plate cuts with the reader ``kind`` (``tight``: the plate fills each cut;
+    ``hints``: the colour cues that found them). The combined reader runs the segmenting reader
+    only on cuts the sequence reader reads as a plate (it is trained to read nothing elsewhere),
+    and fuses the two reads (``_fused``)."""
+    if kind == "segment":
+        reads = [_read_crop(cut, hint) for cut, hint in zip(cuts, hints, strict=True)]
+    else:
+        reads = _sequence_reads(cuts, tight)
+    if kind == "combined":
+        reads = [
+            _fused(_read_crop(cut, hint, whole.color if whole else None), whole)
+            if whole is not None or not SEQUENCE_GATES
+            else None
+            for cut, hint, whole in zip(cuts, hints, reads, strict=True)
+        ]
+    return [_likely_color(read, cut) for read, cut in zip(reads, cuts, strict=True)]
+
+
+def _likely_color(read: _Read | None, cut: np.ndarray) -> _Read | None:
+    """``read`` with blue or yellow (``blue_or_yellow``) for white or black when its characters do
+    not mark it as a white or black plate (警; 港 澳 领 使): such colours on an ordinary plate are
+    nearly always a dim or washed-out blue or yellow one."""
+    if read is None or read.color not in (PlateColor.WHITE, PlateColor.BLACK):
+        return read
+    if usual_colors(read.plate) == {read.color}:
+        return read
+    return _Read(read.plate, blue_or_yellow(cut), read.confidence, read.rows)
 
 
 def _read_cut(kind: str, crop: np.ndarray, hint: PlateColor | None, tight: bool) -> _Read | None:
-    """Read an upright plate cut with the reader ``kind`` (``tight``: the plate fills the cut)."""
-    if kind == "sequence":
-        return _read_sequence(crop, tight)
-    segmented = _read_crop(crop, hint)
-    if kind == "segment" or segmented is None:
-        return segmented
-    return _agreed(segmented, _read_sequence(crop, tight))
+    """Read one upright plate cut with the reader ``kind`` (``_read_cuts``)."""
+    return _read_cuts(kind, [crop], [hint], tight)[0]
 
 
-def _agreed(segmented: _Read, whole: _Read | None) -> _Read:
-    """The combined reader's read: the segmenting read, as confident as the surer of the two
-    readers when the sequence reader reads the same plate."""
-    if whole is not None and whole.plate == segmented.plate:
-        return max(whole, segmented, key=lambda r: r.confidence)
-    return segmented
+def _fused(segmented: _Read | None, whole: _Read | None, alone_discount: float = ALONE_DISCOUNT) -> _Read | None:
+    """The combined reader's read. Where both readers place the same number of characters, their
+    per-slot probabilities are multiplied (two independent opinions) and the grammar decodes the
+    product: agreeing reads grow surer, a slot they disagree on ends as unsure as the weaker
+    opinion leaves it. Otherwise the surer read stands, at ``alone_discount`` (nothing confirms it)."""
+    if segmented is None or whole is None:
+        alone = segmented or whole
+        if alone is None:
+            return None
+        return _Read(alone.plate, alone.color, alone.confidence * alone_discount, alone.rows)
+    if segmented.rows is not None and whole.rows is not None and segmented.rows.shape == whole.rows.shape:
+        product = segmented.rows * whole.rows
+        product /= np.maximum(product.sum(axis=1, keepdims=True), 1e-300)
+        read = _decoded(product)
+        if read is not None:
+            color = whole.color if len(read[0]) == 8 else segmented.color
+            return _Read(read[0], color, read[1], product)
+    surer = max(segmented, whole, key=lambda r: r.confidence)
+    return _Read(surer.plate, surer.color, surer.confidence * alone_discount, surer.rows)
 
 
 def _identity(read: _Read) -> VehicleIdentity:
@@ -297,24 +345,15 @@ def recognize(
     (``reader_kind``). Raises ``ImageRefused`` for an array that is not an image of an accepted size."""
     kind = reader_kind(reader)
     image = check_image(image_bgr)
-    found: list[tuple[_Read, tuple[int, int, int, int]]] = []
-    read_boxes: list[np.ndarray] = []
-    for cand in locate(image, max_candidates=MAX_CANDIDATES):
-        bx, by, bw, bh = cand.box
-        box = np.array([bx, by, bx + bw, by + bh], dtype=np.float64)
-        # a candidate mostly inside a plate already read surely is that plate again
-        if read_boxes and _coverage(box, np.array(read_boxes)).max() > 0.6:
-            continue
-        cut = plate_crop(image, cand)
-        read = _read_cut(kind, cut, cand.color, tight=False)
-        if read is not None and read.confidence >= min_confidence:
-            # the candidate's own rectangle bounds the plate better than one drawn from the
-            # characters' size (the layout fit leaves a few per cent of scale error)
-            photo_box = _clip_box(cand.box, image.shape)
-            found.append((read, photo_box))
-            if read.confidence >= SURE:
-                x, y, w, h = photo_box
-                read_boxes.append(np.array([x, y, x + w, y + h], dtype=np.float64))
+    cands = locate(image, max_candidates=MAX_CANDIDATES)
+    reads = _read_cuts(kind, [plate_crop(image, cand) for cand in cands], [cand.color for cand in cands], tight=False)
+    # the candidate's own rectangle bounds the plate better than one drawn from the characters'
+    # size (the layout fit leaves a few per cent of scale error)
+    found = [
+        (read, _clip_box(cand.box, image.shape))
+        for cand, read in zip(cands, reads, strict=True)
+        if read is not None and read.confidence >= min_confidence
+    ]
     found.sort(key=lambda rb: -rb[0].confidence)
     kept: list[Recognition] = []
     boxes: list[np.ndarray] = []
@@ -346,19 +385,11 @@ def recognize_crop(
         read = _read_sequence(crop, tight=True)
     else:
         read = _read_crop(scaled)
-        if kind == "combined":  # a cut-out plate is surely a plate: the surer reader's read
-            whole = _read_sequence(crop, tight=True)
-            read = max((r for r in (read, whole) if r is not None), key=lambda r: r.confidence, default=None)
+        if kind == "combined":  # a cut-out plate is surely a plate: a read of one reader alone stands
+            read = _fused(read, _read_sequence(crop, tight=True), alone_discount=1.0)
     if read is None or read.confidence < min_confidence:
         return None
     return Recognition(_identity(read), (0, 0, w, h))
-
-
-def _coverage(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """Share of ``box`` (x0, y0, x1, y1) inside each row of ``others``."""
-    iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    return iw * ih / max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
 
 
 def _clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:

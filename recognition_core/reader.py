@@ -22,18 +22,19 @@ from recognition_core.decode import best_plate
 
 __all__ = ["INPUT_SHAPE", "PlateReader", "load_reader", "prepare_plate"]
 
-#: (height, width) of the network's gray input; CCPD's crops are 24 × 94.
+#: (height, width) of the gray input of weights that do not name theirs (``input_shape``).
 INPUT_SHAPE = (24, 96)
 WEIGHTS_FILE = "reader.npz"
 BLANK = len(ALPHABET)
 
 
-def prepare_plate(bgr_or_gray: np.ndarray) -> np.ndarray:
-    """A plate crop (BGR or gray, any size) as the network's uint8 gray input of ``INPUT_SHAPE``."""
+def prepare_plate(bgr_or_gray: np.ndarray, shape: tuple[int, int] = INPUT_SHAPE) -> np.ndarray:
+    """A plate crop (BGR or gray, any size) as a network's uint8 gray input of ``shape`` (height,
+    width; a reader's own is ``PlateReader.input_shape``)."""
     img = np.asarray(bgr_or_gray)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    h, w = INPUT_SHAPE
+    h, w = shape
     interp = cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR
     return cv2.resize(img, (w, h), interpolation=interp)
 
@@ -64,17 +65,27 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int
 
 
 def _pool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
-    n, h, w, c = x.shape
-    return x[:, : h - h % ph, : w - w % pw].reshape(n, h // ph, ph, w // pw, pw, c).max(axis=(2, 4))
+    """Max-pool NHWC by (ph, pw), dropping a ragged edge: the element-wise maximum of the ph·pw
+    strided views (NumPy's reduction over the middle axes of a reshape is several times slower)."""
+    h, w = x.shape[1] - x.shape[1] % ph, x.shape[2] - x.shape[2] % pw
+    out = x[:, 0:h:ph, 0:w:pw].copy()
+    for dy in range(ph):
+        for dx in range(pw):
+            if dy or dx:
+                np.maximum(out, x[:, dy:h:ph, dx:w:pw], out=out)
+    return out
 
 
 class PlateReader:
     """The plate-reading network. ``layers`` in the weights file lists each layer as
-    ``conv:kh:kw:pad_h:pad_w:relu`` or ``pool:ph:pw``; conv ``i`` has ``w{i}`` (kh·kw·C, O) and ``b{i}``."""
+    ``conv:kh:kw:pad_h:pad_w:relu`` or ``pool:ph:pw``; conv ``i`` has ``w{i}`` (kh·kw·C, O) and ``b{i}``;
+    ``input_shape`` (height, width) is the gray input's size (``INPUT_SHAPE`` when absent)."""
 
     def __init__(self, params: dict[str, np.ndarray]) -> None:
         if str(params["alphabet"]) != ALPHABET:
             raise ValueError("reader weights were trained for a different alphabet; retrain them")
+        shape = params.get("input_shape")
+        self.input_shape: tuple[int, int] = INPUT_SHAPE if shape is None else (int(shape[0]), int(shape[1]))
         self._layers: list[tuple[str, tuple[int, ...], np.ndarray | None, np.ndarray | None]] = []
         conv = 0
         for spec in str(params["layers"]).split(","):
@@ -95,10 +106,12 @@ class PlateReader:
 
     def column_proba(self, plates: np.ndarray) -> np.ndarray:
         """Per-column probabilities, float32 (N, T, len(ALPHABET) + 1; the blank last), for uint8
-        gray inputs of shape (N, *INPUT_SHAPE)."""
+        gray inputs of shape (N, *input_shape)."""
         plates = np.asarray(plates)
-        if plates.ndim != 3 or plates.shape[1:] != INPUT_SHAPE:
-            raise ValueError(f"expected plates of shape (N, {INPUT_SHAPE[0]}, {INPUT_SHAPE[1]}), got {plates.shape}")
+        if plates.ndim != 3 or plates.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"expected plates of shape (N, {', '.join(map(str, self.input_shape))}), got {plates.shape}"
+            )
         x = plates.astype(np.float32)[..., None]
         x *= 1.0 / 255.0
         x -= 0.5
@@ -117,14 +130,17 @@ class PlateReader:
 
     def read(self, plate_crop: np.ndarray) -> tuple[str, float] | None:
         """The most probable valid plate in a crop (BGR or gray) and its confidence, or None."""
-        return decode_columns(self.column_proba(prepare_plate(plate_crop)[None])[0])
+        return decode_columns(self.column_proba(self.prepare(plate_crop)[None])[0])
+
+    def prepare(self, bgr_or_gray: np.ndarray) -> np.ndarray:
+        """A plate crop as this network's input (``prepare_plate`` at ``input_shape``)."""
+        return prepare_plate(bgr_or_gray, self.input_shape)
 
 
 def character_centres(proba: np.ndarray, width: int) -> np.ndarray:
     """The x of each best-path character's strongest column in an input ``width`` pixels wide."""
     _, peaks = best_path(proba)
-    step = INPUT_SHAPE[1] / proba.shape[0]
-    return (np.asarray(peaks, np.float64) + 0.5) * step * width / INPUT_SHAPE[1]
+    return (np.asarray(peaks, np.float64) + 0.5) * width / proba.shape[0]
 
 
 def best_path(proba: np.ndarray) -> tuple[str, list[int]]:
@@ -144,11 +160,11 @@ def best_path(proba: np.ndarray) -> tuple[str, list[int]]:
     return "".join(chars), peaks
 
 
-def decode_columns(proba: np.ndarray, first: np.ndarray | None = None) -> tuple[str, float] | None:
-    """The most probable valid plate for one plate's column probabilities (T, classes), with the
-    weakest slot's probability as confidence; None when the best path is not 7 or 8 long.
-    ``first``, a second opinion on the first character (probabilities over ``ALPHABET``), is
-    multiplied into its slot."""
+def column_rows(proba: np.ndarray, first: np.ndarray | None = None) -> np.ndarray | None:
+    """Per-slot probabilities (n, len(ALPHABET)) of one plate's column probabilities (T, classes):
+    each best-path character's strongest column, the blank left out, rows normalised; None when
+    the best path is not 7 or 8 long. ``first``, a second opinion on the first character
+    (probabilities over ``ALPHABET``), is multiplied into its slot."""
     _, peaks = best_path(proba)
     if len(peaks) not in (7, 8):
         return None
@@ -156,6 +172,16 @@ def decode_columns(proba: np.ndarray, first: np.ndarray | None = None) -> tuple[
     if first is not None:
         rows[0] *= np.asarray(first, np.float64)
     rows /= np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+    return rows
+
+
+def decode_columns(proba: np.ndarray, first: np.ndarray | None = None) -> tuple[str, float] | None:
+    """The most probable valid plate for one plate's column probabilities (T, classes), with the
+    weakest slot's probability as confidence; None when the best path is not 7 or 8 long
+    (``column_rows``; ``first`` as there)."""
+    rows = column_rows(proba, first)
+    if rows is None:
+        return None
     try:
         return best_plate(rows)
     except PlateError:

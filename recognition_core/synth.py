@@ -45,6 +45,9 @@ LATIN_FONTS = {
     "DejaVuSansCondensed.ttf": "",
     "NotoSansCJK-Bold.ttc": "SC",
     "wqy-microhei.ttc": "Micro Hei",
+    # narrow faces, nearer the plate's condensed letters and digits than the faces above
+    "LiberationSansNarrow-Bold.ttf": "",
+    "RobotoCondensed-Bold.ttf": "",
 }
 
 # BGR colours of the plate background(s), the characters and the border.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from crosspark.rpc import principal_of
 from crosspark.server import Registration
 from crosspark.v1 import common_pb2, settlement_pb2, settlement_pb2_grpc
 from settlement import issuing, service
-from settlement.domain import MAX_BATCH, Passage
+from settlement.domain import MAX_BATCH, Decision, Passage
 from settlement.ingest import PassageIngest
 from settlement.store import DisputeRow, StatementRow
 from settlement.tariff import Band, Tariff, TariffError, TariffKind
@@ -92,13 +92,16 @@ def _ts(instant: datetime | None) -> Timestamp | None:
 
 
 def passage_of(message: pb.Passage, lot_id: str) -> Passage:
-    """The domain passage of a reported one (ids are taken as sent: canonical UUIDs are lower-case)."""
+    """The domain passage of a reported one (ids are taken as sent: canonical UUIDs are lower-case).
+    Each field is read once (reading a protobuf field builds a Python object) and the flags only
+    when there are some: this runs for every passage ingested."""
     vehicle = message.vehicle
     occurred = message.occurred_at
     flags = 0
-    for flag in message.flags:
-        flags |= 1 << flag
-    return Passage(  # positional: this runs for every passage ingested
+    if message.flags:
+        for flag in message.flags:
+            flags |= 1 << flag
+    return Passage(  # positional, for the same reason
         message.passage_id,
         message.lot_id or lot_id,
         message.gate_id,
@@ -114,6 +117,20 @@ def passage_of(message: pb.Passage, lot_id: str) -> Passage:
         message.membership_answer_id,
         _us(message.card_valid_until) if message.HasField("card_valid_until") else None,
     )
+
+
+def ack_batch(batch_seq: int, passages: Sequence[Passage], decisions: Sequence[Decision]) -> pb.PassageAckBatch:
+    """The acks of a batch, in its order. Fields are set one by one: with the upb runtime that is
+    about three times cheaper than keyword arguments, and this runs for every passage ingested."""
+    acks = pb.PassageAckBatch(batch_seq=batch_seq)
+    add = acks.acks.add
+    for passage, decision in zip(passages, decisions, strict=True):
+        ack = add()
+        ack.passage_id = passage.passage_id
+        ack.result = decision.ack  # type: ignore[assignment]
+        if decision.reason:
+            ack.reason = decision.reason
+    return acks
 
 
 def tariff_from_message(message: pb.Tariff) -> Tariff:
@@ -215,9 +232,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         them to the writer as they come, so the batches a lot keeps in flight are committed
         together; acks are sent as each batch's commit completes."""
         principal = principal_of(context)
-        pending: queue.Queue[tuple[pb.PassageBatch, Any] | BaseException | None] = queue.Queue(REPORT_AHEAD)
+        pending: queue.Queue[tuple[int, Any] | BaseException | None] = queue.Queue(REPORT_AHEAD)
 
-        def hand_over(item: tuple[pb.PassageBatch, Any] | BaseException | None) -> bool:
+        def hand_over(item: tuple[int, Any] | BaseException | None) -> bool:
             while context.is_active() and not self.ctx.stop_event.is_set():
                 try:
                     pending.put(item, timeout=0.5)
@@ -237,7 +254,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                     passages = [passage_of(p, batch.lot_id) for p in batch.passages]
                     oldest = _us(batch.outbox_oldest_at) if batch.HasField("outbox_oldest_at") else None
                     job = self.ingest.enqueue(batch.lot_id, passages, batch.outbox_depth, oldest)
-                    if not hand_over((batch, job)):
+                    if not hand_over((batch.batch_seq, job)):
                         return
             except BaseException as exc:  # raised to the caller, in order, after the acks before it
                 hand_over(exc)
@@ -256,15 +273,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                 return
             if isinstance(item, BaseException):
                 raise item
-            batch, job = item
-            decisions = self.ingest.wait(job)
-            yield pb.PassageAckBatch(
-                batch_seq=batch.batch_seq,
-                acks=[
-                    pb.PassageAck(passage_id=message.passage_id, result=d.ack, reason=d.reason)  # type: ignore[arg-type]
-                    for message, d in zip(batch.passages, decisions, strict=True)
-                ],
-            )
+            batch_seq, job = item
+            yield ack_batch(batch_seq, job.passages, self.ingest.wait(job))
 
     def PutTariff(self, request: pb.PutTariffRequest, context: Any) -> pb.Tariff:
         tariff, created_at = service.put_tariff(self.db, self.clock, tariff_from_message(request.tariff))

@@ -2,7 +2,11 @@
 decides them against what the database holds and commits many streams' batches in one transaction
 (group commit: one fsync for all of them). A stream gets its acks only after that commit, so every
 acknowledged passage is durable. Inserts ignore rows another replica committed meanwhile, so two
-replicas receiving the same passage store it once."""
+replicas receiving the same passage store it once.
+
+The writer keeps one connection for its life (its prepared statements stay cached). On SQLite that
+connection does not checkpoint the WAL itself: a checkpointer thread does, beside it, so copying
+the WAL into the database file (and its fsync) is never inside a commit that streams wait for."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 
 import structlog
 from sqlalchemy import Connection, Table, select, update
@@ -18,24 +23,58 @@ from sqlalchemy import Connection, Table, select, update
 from crosspark.clock import Clock
 from crosspark.db import Database
 from crosspark.errors import Unavailable
-from settlement.domain import EXIT, Ack, Decision, HeldEntry, Passage, Stay, check_passages, decide
+from settlement.domain import (
+    EXIT,
+    Ack,
+    Decision,
+    HeldEntry,
+    Passage,
+    Stay,
+    check_passages,
+    decide,
+    decide_exit,
+)
 from settlement.store import PassageRow, StayRow, from_us, to_us
 
 log = structlog.get_logger("settlement.ingest")
 
 #: Most passages one group commit takes; more wait for the next one.
 MAX_GROUP = 40_000
-_IN_CHUNK = 5_000
+#: Ids per lookup statement on SQLite.
+_IN_CHUNK = 1_000
+
+
+@dataclass
+class _Alone:
+    """A batch decided as if nothing but the batch were held (``_decide_alone``), in the stream's
+    thread. It stands for every passage but the ``open_exits`` when the writer finds that none of
+    the group's passages is held and no two batches of the group share one."""
+
+    decisions: list[Decision]
+    #: Exits (without a problem of their own) whose entries are outside the batch: the writer decides them.
+    open_exits: list[int] = field(default_factory=list)
+    #: Rows of the passages and stays accepted (open exits aside).
+    passage_rows: list[tuple[object, ...]] = field(default_factory=list)
+    stay_rows: list[tuple[object, ...]] = field(default_factory=list)
+    #: Ids of the passages rejected (open exits aside).
+    rejected: list[str] = field(default_factory=list)
 
 
 @dataclass
 class _Job:
+    """A batch on its way through the writer."""
+
     lot_id: str
     passages: Sequence[Passage]
     outbox_depth: int
     outbox_oldest_us: int | None
+    #: When the stream's thread took the batch (the passages' ``received_us``).
+    received_us: int
     problems: list[str]
-    rows: list[tuple[object, ...] | None]
+    ids: list[str]
+    #: The entries the batch's exits close (``_entry_ids``).
+    entry_ids: list[str]
+    alone: _Alone
     done: threading.Event = field(default_factory=threading.Event)
     decisions: list[Decision] = field(default_factory=list)
     error: BaseException | None = None
@@ -69,15 +108,26 @@ class PassageIngest:
         """Hand a batch to the writer without waiting for it (``wait`` gives its decisions), so a
         stream can read its next batch meanwhile and the writer commits several of its batches at once.
 
-        What needs nothing but the passages (their own rules, their rows) is done here, in the
-        stream's thread, while the writer waits on the database for other streams' batches."""
+        What needs nothing but the passages (``prepare``) is done here, in the stream's thread,
+        while the writer waits on the database for other streams' batches."""
         self._ensure_writer()
-        now_us = to_us(self._clock.now())
-        problems = check_passages(passages, lot_id, now_us)
-        rows = [None if problem else _passage_row(p, now_us) for p, problem in zip(passages, problems, strict=True)]
-        job = _Job(lot_id, passages, outbox_depth, outbox_oldest_us, problems, rows)
+        job = self.prepare(lot_id, passages, outbox_depth, outbox_oldest_us)
         self._queue.put(job)
         return job
+
+    def prepare(
+        self, lot_id: str, passages: Sequence[Passage], outbox_depth: int = 0, outbox_oldest_us: int | None = None
+    ) -> _Job:
+        """A batch made ready for the writer: its passages' own rules checked, and the batch
+        decided as if it were alone (``_Alone``), so that the writer, which works for every
+        stream in turn, is left with little but the exits of entries reported earlier."""
+        now_us = to_us(self._clock.now())
+        problems = check_passages(passages, lot_id, now_us)
+        ids = [p.passage_id for p in passages]
+        alone = _decide_alone(passages, lot_id, now_us, problems, ids)
+        return _Job(
+            lot_id, passages, outbox_depth, outbox_oldest_us, now_us, problems, ids, _entry_ids(passages), alone
+        )
 
     def wait(self, job: _Job) -> list[Decision]:
         """The decisions of an enqueued batch, once the accepted passages are committed."""
@@ -95,66 +145,218 @@ class PassageIngest:
                 self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                jobs = [self._queue.get(timeout=0.2)]
-            except queue.Empty:
-                continue
-            size = len(jobs[0].passages)
-            while size < MAX_GROUP:
+        conn: Connection | None = None
+        checkpointer = _Checkpointer(self._db, self._stop) if self._db.dialect == "sqlite" else None
+        try:
+            while not self._stop.is_set():
+                jobs = self._next_group()
+                if not jobs:
+                    continue
                 try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                jobs.append(job)
-                size += len(job.passages)
-            try:
-                lots_with_stays = self._commit(jobs)
-            except Exception as exc:  # every waiting stream learns of it; the writer carries on
-                log.error("ingest.commit_failed", error=str(exc), batches=len(jobs))
+                    if conn is None:
+                        conn = self._connect()
+                    if checkpointer is not None:
+                        checkpointer.settle()
+                    lots_with_stays = self._commit(conn, jobs)
+                except Exception as exc:  # every waiting stream learns of it; the writer carries on
+                    log.error("ingest.commit_failed", error=str(exc), batches=len(jobs))
+                    for job in jobs:
+                        job.error = exc
+                    lots_with_stays = set()
+                    _discard(conn)
+                    conn = None
                 for job in jobs:
-                    job.error = exc
-                lots_with_stays = set()
-            for job in jobs:
-                job.done.set()
-            if lots_with_stays and self._on_stays is not None:
-                self._on_stays(lots_with_stays)
+                    job.done.set()
+                if checkpointer is not None:
+                    checkpointer.poke()
+                if lots_with_stays and self._on_stays is not None:
+                    self._on_stays(lots_with_stays)
+        finally:
+            _discard(conn)
 
-    def _commit(self, jobs: list[_Job]) -> set[str]:
+    def _next_group(self) -> list[_Job]:
+        """The batches waiting, up to MAX_GROUP passages (blocks a little while for the first)."""
+        try:
+            jobs = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        size = len(jobs[0].passages)
+        while size < MAX_GROUP:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            jobs.append(job)
+            size += len(job.passages)
+        return jobs
+
+    def _connect(self) -> Connection:
+        """The writer's own connection; on SQLite it leaves WAL checkpoints to the checkpointer."""
+        conn = self._db.writer.connect()
+        if self._db.dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            conn.commit()
+        return conn
+
+    def _commit(self, conn: Connection, jobs: list[_Job]) -> set[str]:
+        """Decide and store a group of batches in one transaction; the lots that got stays.
+
+        First optimistically: the group's passages are taken to be new, so only the entries its
+        exits name from outside the group are looked up. The inserts' unique indexes then find any
+        accepted passage (or stay) already held, and a lookup of the rejected ones (few) any of
+        them already held (a held passage is a duplicate whatever else is wrong with it). If one
+        was, the transaction is rolled back and the group decided again against everything it
+        names. Resent passages are rare; looking up every id of every batch cost the writer as
+        much as inserting it."""
         now_us = to_us(self._clock.now())
-        wanted = set()
-        for job in jobs:
-            for p in job.passages:
-                wanted.add(p.passage_id)
-                if p.direction == EXIT and p.entry_passage_id:
-                    wanted.add(p.entry_passage_id)
-        passage_rows: list[tuple[object, ...]] = []
-        stay_rows: list[tuple[object, ...]] = []
-        lots_with_stays: set[str] = set()
-        accepted: dict[str, int] = {}
-        stays_before = 0
-        with self._db.writer.begin() as conn:
-            held = _held(conn, wanted)
-            closed = _closed_stays(conn, [i for i, h in held.items() if h.direction != EXIT])
-            for job in jobs:
-                job.decisions = decide(job.passages, job.lot_id, now_us, held, closed, job.problems)
-                count = 0
-                for row, decision in zip(job.rows, job.decisions, strict=True):
-                    if decision.ack is Ack.ACCEPTED:
-                        passage_rows.append(row)  # type: ignore[arg-type]
-                        count += 1
-                        if decision.stay is not None:
-                            stay_rows.append(_stay_row(decision.stay, now_us))
-                if count:
-                    accepted[job.lot_id] = accepted.get(job.lot_id, 0) + count
-                    if len(stay_rows) > stays_before:
-                        lots_with_stays.add(job.lot_id)
-                    stays_before = len(stay_rows)
-            self._insert_passages(conn, passage_rows)
-            self._insert_stays(conn, stay_rows)
-            _record_outboxes(conn, jobs, now_us)
-            _count_received(conn, accepted, now_us)
-        return lots_with_stays
+        own = set(chain.from_iterable(job.ids for job in jobs))
+        named_outside = set(chain.from_iterable(job.entry_ids for job in jobs)) - own
+        try:
+            with conn.begin():
+                return self._store(conn, jobs, now_us, _held(conn, named_outside), optimistic=True)
+        except _AlreadyHeld:
+            pass
+        with conn.begin():
+            return self._store(conn, jobs, now_us, _held(conn, own | named_outside), optimistic=False)
+
+    def _store(
+        self, conn: Connection, jobs: list[_Job], now_us: int, held: dict[str, HeldEntry | Passage], optimistic: bool
+    ) -> set[str]:
+        """Decide the group against ``held`` and write it. ``optimistic``: ``held`` lacks the
+        group's own passages, and ``_AlreadyHeld`` is raised if one of them is in the database."""
+        closed = _closed_stays(conn, [i for i, h in held.items() if h.direction != EXIT])
+        if optimistic and _distinct_ids(jobs):
+            group = _reuse_alone(jobs, held, closed)
+        else:
+            group = _decide_group(jobs, now_us, held, closed)
+        if optimistic and group.rejected and _held(conn, group.rejected):
+            raise _AlreadyHeld
+        # In key order, each insert lands next to the previous one in the primary-key index
+        # (ids are random UUIDs): about a third less work for the database.
+        group.passage_rows.sort(key=_ID)
+        group.stay_rows.sort(key=_ID)
+        stored = self._insert_passages(conn, group.passage_rows)
+        stored += self._insert_stays(conn, group.stay_rows)
+        if optimistic and stored < len(group.passage_rows) + len(group.stay_rows):
+            raise _AlreadyHeld
+        # Not optimistic, a row can still be skipped: another replica stored it since the lookup.
+        _record_outboxes(conn, jobs, now_us)
+        _count_received(conn, group.accepted, now_us)
+        return group.lots_with_stays
+
+
+class _AlreadyHeld(Exception):
+    """An optimistic commit found a passage or stay of its group already stored."""
+
+
+@dataclass
+class _Group:
+    """What deciding a group of batches gives the writer to store."""
+
+    passage_rows: list[tuple[object, ...]] = field(default_factory=list)
+    stay_rows: list[tuple[object, ...]] = field(default_factory=list)
+    #: Passages accepted, per lot.
+    accepted: dict[str, int] = field(default_factory=dict)
+    lots_with_stays: set[str] = field(default_factory=set)
+    #: Ids of the passages rejected.
+    rejected: set[str] = field(default_factory=set)
+
+
+def _decide_group(jobs: list[_Job], now_us: int, held: dict[str, HeldEntry | Passage], closed: set[str]) -> _Group:
+    """Each batch's decisions (``job.decisions``) against ``held``, the batches in the order they came."""
+    group = _Group()
+    ack_accepted, ack_rejected = Ack.ACCEPTED, Ack.REJECTED
+    for job in jobs:
+        job.decisions = decide(job.passages, job.lot_id, now_us, held, closed, job.problems)
+        accepted = 0
+        stays_before = len(group.stay_rows)
+        for passage, decision in zip(job.passages, job.decisions, strict=True):
+            if decision.ack is ack_accepted:
+                group.passage_rows.append(_passage_row(passage, job.received_us))
+                accepted += 1
+                if decision.stay is not None:
+                    group.stay_rows.append(_stay_row(decision.stay, job.received_us))
+            elif decision.ack is ack_rejected:
+                group.rejected.add(passage.passage_id)
+        _count(group, job.lot_id, accepted, len(group.stay_rows) - stays_before)
+    return group
+
+
+def _decide_alone(passages: Sequence[Passage], lot_id: str, now_us: int, problems: list[str], ids: list[str]) -> _Alone:
+    """The batch decided as if nothing else were held, with the rows of what that accepts."""
+    alone = _Alone(decide(passages, lot_id, now_us, {}, set(), problems))
+    inside = set(ids)
+    ack_accepted = Ack.ACCEPTED
+    for i, (passage, decision) in enumerate(zip(passages, alone.decisions, strict=True)):
+        if decision.ack is ack_accepted:
+            alone.passage_rows.append(_passage_row(passage, now_us))
+            if decision.stay is not None:
+                alone.stay_rows.append(_stay_row(decision.stay, now_us))
+        elif not problems[i] and passage.direction == EXIT and passage.entry_passage_id not in inside:
+            alone.open_exits.append(i)  # its entry was reported in another batch: for the writer
+        else:
+            alone.rejected.append(passage.passage_id)
+    return alone
+
+
+def _reuse_alone(jobs: list[_Job], held: dict[str, HeldEntry | Passage], closed: set[str]) -> _Group:
+    """The group's decisions from its batches decided alone, when no two batches share a passage:
+    only the open exits are decided here, against ``held`` (the entries named from outside the
+    group) and the passages of the batches before theirs."""
+    group = _Group()
+    not_in_held: list[_Job] = []  # batches before this one, not yet in ``held``
+    for job in jobs:
+        alone = job.alone
+        group.passage_rows += alone.passage_rows
+        group.stay_rows += alone.stay_rows
+        group.rejected.update(alone.rejected)
+        accepted, stays = len(alone.passage_rows), len(alone.stay_rows)
+        job.decisions = alone.decisions
+        if alone.open_exits:
+            for earlier in not_in_held:
+                _remember(earlier, held, closed)
+            not_in_held.clear()
+            job.decisions = list(alone.decisions)
+            for i in alone.open_exits:
+                passage = job.passages[i]
+                decision = job.decisions[i] = decide_exit(passage, "", job.lot_id, held, closed)
+                if decision.ack is Ack.ACCEPTED:
+                    group.passage_rows.append(_passage_row(passage, job.received_us))
+                    accepted += 1
+                    if decision.stay is not None:
+                        group.stay_rows.append(_stay_row(decision.stay, job.received_us))
+                        stays += 1
+                else:
+                    group.rejected.add(passage.passage_id)
+        not_in_held.append(job)
+        _count(group, job.lot_id, accepted, stays)
+    return group
+
+
+def _remember(job: _Job, held: dict[str, HeldEntry | Passage], closed: set[str]) -> None:
+    """Add what a decided batch accepted to ``held`` and the stays it closed to ``closed``."""
+    for passage, decision in zip(job.passages, job.decisions, strict=True):
+        if decision.ack is Ack.ACCEPTED:
+            held[passage.passage_id] = passage
+            if decision.stay is not None:
+                closed.add(decision.stay.stay_id)
+
+
+def _count(group: _Group, lot_id: str, accepted: int, stays: int) -> None:
+    if accepted:
+        group.accepted[lot_id] = group.accepted.get(lot_id, 0) + accepted
+    if stays:
+        group.lots_with_stays.add(lot_id)
+
+
+def _distinct_ids(jobs: list[_Job]) -> bool:
+    """No passage id is reported twice in the group (in one batch or in two)."""
+    return len(set(chain.from_iterable(job.ids for job in jobs))) == sum(len(job.ids) for job in jobs)
+
+
+def _entry_ids(passages: Sequence[Passage]) -> list[str]:
+    """The entries a batch's exits close."""
+    return [p.entry_passage_id for p in passages if p.direction == EXIT and p.entry_passage_id]
 
 
 # fmt: off
@@ -162,6 +364,8 @@ PASSAGE_COLUMNS = (
     "passage_id", "lot_id", "gate_id", "direction", "plate", "color", "source", "card_id", "stay_id",
     "entry_passage_id", "flags", "membership_answer_id", "occurred_us", "card_valid_until_us", "received_us",
 )
+#: The key of a passages or stays row: its first column.
+_ID = itemgetter(0)
 STAY_COLUMNS = (
     "stay_id", "lot_id", "card_id", "plate", "color", "entry_us", "exit_us", "settle_to_us", "entry_passage_id",
     "exit_passage_id", "flags", "received_us",
@@ -178,11 +382,10 @@ def _passage_row(p: Passage, received_us: int) -> tuple[object, ...]:
 
 
 def _stay_row(stay: Stay, received_us: int) -> tuple[object, ...]:
-    """A ``stays`` row, in STAY_COLUMNS order."""
-    return (
-        stay.stay_id, stay.lot_id, stay.card_id, stay.plate, stay.color, stay.entry_us, stay.exit_us,
-        stay.settle_to_us, stay.entry_passage_id, stay.exit_passage_id, stay.flags, received_us,
-    )
+    """A ``stays`` row, in STAY_COLUMNS order (a Stay's fields, then when it was received)."""
+    return (*stay, received_us)
+
+
 # fmt: on
 
 
@@ -191,15 +394,19 @@ class _MultiRowInsert:
     SQLAlchemy processing), skipping rows another replica committed meanwhile (``ON CONFLICT DO
     NOTHING``, SQLite ≥ 3.24 and PostgreSQL).
 
-    SQLite: ``VALUES (…), (…), …`` of up to ``ROWS`` rows per statement rather than
-    ``executemany``, so the driver releases the GIL once per chunk instead of once per row (it
-    matters with many streams' threads waiting for it). PostgreSQL: ``COPY`` into a temporary
-    table emptied at commit, then one ``INSERT … SELECT``."""
+    SQLite: ``VALUES (…), (…), …`` of many rows per statement rather than ``executemany``, so the
+    driver releases the GIL once per statement instead of once per row (it matters with many
+    streams' threads waiting for it). Statements hold ``ROWS`` rows, or a power of two below it
+    for the rest, so only a few distinct statements exist and all stay compiled in the driver's
+    statement cache (compiling one costs about as much as running it). PostgreSQL: ``COPY`` into
+    a temporary table emptied at commit, then one ``INSERT … SELECT``."""
 
-    ROWS = 500
+    #: Rows of the largest statement: a power of two within SQLite's default 32,766 parameters.
+    ROWS = 2048
 
     def __init__(self, table: Table, columns: tuple[str, ...], dialect: str) -> None:
         assert set(columns) <= set(table.columns.keys())
+        assert len(columns) * self.ROWS <= 32_766
         self._postgresql = dialect == "postgresql"
         names = ", ".join(columns)
         staging = f"ingest_{table.name}"
@@ -209,16 +416,16 @@ class _MultiRowInsert:
         self._copy = f"COPY {staging} ({names}) FROM STDIN"
         self._from_staging = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING"
         self._empty_staging = f"TRUNCATE {staging}"
-        self._head = f"INSERT INTO {table.name} ({names}) VALUES "
-        self._row = "(" + ", ".join(["?"] * len(columns)) + ")"
-        self._full = self._values(self.ROWS)
+        head = f"INSERT INTO {table.name} ({names}) VALUES "
+        row = "(" + ", ".join(["?"] * len(columns)) + ")"
+        self._statements = {
+            n: head + ", ".join([row] * n) + " ON CONFLICT DO NOTHING" for n in _powers_of_two(self.ROWS)
+        }
 
-    def _values(self, rows: int) -> str:
-        return self._head + ", ".join([self._row] * rows) + " ON CONFLICT DO NOTHING"
-
-    def __call__(self, conn: Connection, rows: list[tuple[object, ...]]) -> None:
+    def __call__(self, conn: Connection, rows: list[tuple[object, ...]]) -> int:
+        """Insert ``rows``; how many were stored (the others were already there)."""
         if not rows:
-            return
+            return 0
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if self._postgresql:
@@ -227,34 +434,56 @@ class _MultiRowInsert:
                     for row in rows:
                         copy.write_row(row)
                 cursor.execute(self._from_staging)
+                stored: int = cursor.rowcount
                 cursor.execute(self._empty_staging)
-                return
-            for start in range(0, len(rows), self.ROWS):
-                chunk = rows[start : start + self.ROWS]
-                sql = self._full if len(chunk) == self.ROWS else self._values(len(chunk))
-                cursor.execute(sql, tuple(chain.from_iterable(chunk)))
+                return stored
+            start = stored = 0
+            for size in _chunk_sizes(len(rows), self.ROWS):
+                cursor.execute(self._statements[size], tuple(chain.from_iterable(rows[start : start + size])))
+                stored += cursor.rowcount
+                start += size
+            return stored
         finally:
             cursor.close()
 
 
+def _powers_of_two(top: int) -> list[int]:
+    return [1 << k for k in range(top.bit_length()) if 1 << k <= top]
+
+
+def _chunk_sizes(count: int, top: int) -> list[int]:
+    """``count`` split into chunks of ``top`` (a power of two), then the powers of two of the rest."""
+    sizes = [top] * (count // top)
+    rest = count % top
+    sizes += [1 << k for k in reversed(range(rest.bit_length())) if rest & (1 << k)]
+    return sizes
+
+
 def _held(conn: Connection, ids: set[str]) -> dict[str, HeldEntry | Passage]:
-    """What the platform holds of these passage ids (raw SQL: the list is thousands long)."""
-    postgresql = conn.dialect.name == "postgresql"
+    """What the platform holds of these passage ids (raw SQL: the list is thousands long). On
+    SQLite the ids go in lists of one length, padded with an id no passage has, so the statement
+    is compiled once."""
     held: dict[str, HeldEntry | Passage] = {}
+    if not ids:
+        return held
+    postgresql = conn.dialect.name == "postgresql"
     ordered = list(ids)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     columns = "passage_id, lot_id, direction, occurred_us, card_id, plate, color"
     try:
-        for start in range(0, len(ordered), _IN_CHUNK):
-            chunk = ordered[start : start + _IN_CHUNK]
-            if postgresql:
-                cursor.execute(f"SELECT {columns} FROM passages WHERE passage_id = ANY(%s)", [chunk])
-            else:
-                cursor.execute(
-                    f"SELECT {columns} FROM passages WHERE passage_id IN ({', '.join('?' * len(chunk))})", chunk
-                )
-            for passage_id, lot_id, direction, occurred_us, card_id, plate, color in cursor.fetchall():
-                held[passage_id] = HeldEntry(lot_id, direction, occurred_us, card_id, plate, color)
+        if postgresql:
+            cursor.execute(f"SELECT {columns} FROM passages WHERE passage_id = ANY(%s)", [ordered])
+            rows = cursor.fetchall()
+        else:
+            rows = []
+            select_chunk = f"SELECT {columns} FROM passages WHERE passage_id IN ({', '.join('?' * _IN_CHUNK)})"
+            for start in range(0, len(ordered), _IN_CHUNK):
+                chunk = ordered[start : start + _IN_CHUNK]
+                chunk += [""] * (_IN_CHUNK - len(chunk))
+                cursor.execute(select_chunk, chunk)
+                rows += cursor.fetchall()
+        for passage_id, lot_id, direction, occurred_us, card_id, plate, color in rows:
+            held[passage_id] = HeldEntry(lot_id, direction, occurred_us, card_id, plate, color)
     finally:
         cursor.close()
     return held
@@ -295,3 +524,75 @@ def _count_received(conn: Connection, accepted: dict[str, int], now_us: int) -> 
             "excluded.passages_received, last_received_us = excluded.last_received_us",
             (lot_id, count, now_us),
         )
+
+
+class _Checkpointer:
+    """Copies the SQLite WAL into the database file after commits, in its own thread and
+    connection, while the writer goes on committing (``PASSIVE``: it never blocks the writer or
+    readers). A checkpoint changes nothing about durability: a commit is durable once in the WAL.
+
+    SQLite starts the WAL over only when a write transaction begins after a checkpoint that copied
+    all of it; a checkpoint running beside the writer rarely has. So once the WAL is larger than
+    ``RESTART_FRAMES``, the writer waits (``settle``) for the checkpoint that began after its last
+    commit before it begins the next one; meanwhile more batches queue for that next commit."""
+
+    #: WAL pages (4 KiB) beyond which the writer lets a checkpoint finish so the WAL restarts.
+    RESTART_FRAMES = 16_384
+
+    def __init__(self, db: Database, stop: threading.Event) -> None:
+        self._db = db
+        self._stop = stop
+        self._changed = threading.Condition()
+        self._commits = 0  # commits the writer has made
+        self._copied = 0  # commits a finished checkpoint has copied
+        self._wal_frames = 0
+        threading.Thread(target=self._run, name="passage-ingest-checkpoint", daemon=True).start()
+
+    def poke(self) -> None:
+        """A commit happened: checkpoint it when the running checkpoint is done."""
+        with self._changed:
+            self._commits += 1
+            self._changed.notify_all()
+
+    def settle(self) -> None:
+        """Before a commit: if the WAL has grown large, wait until every commit so far is copied."""
+        with self._changed:
+            if self._wal_frames > self.RESTART_FRAMES:
+                self._changed.wait_for(lambda: self._copied >= self._commits or self._stop.is_set(), timeout=10)
+
+    def _run(self) -> None:
+        raw = None
+        while not self._stop.is_set():
+            with self._changed:
+                if not self._changed.wait_for(lambda: self._copied < self._commits, timeout=0.5):
+                    continue
+                target = self._commits
+            try:
+                if raw is None:
+                    raw = self._db.writer.raw_connection()
+                cursor = raw.cursor()
+                _busy, frames, _copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                cursor.close()
+            except Exception as exc:  # the next commit pokes again
+                log.warning("ingest.checkpoint_failed", error=str(exc))
+                _close_raw(raw)
+                raw = None
+                frames = 0
+            with self._changed:
+                self._copied = target
+                self._wal_frames = frames
+                self._changed.notify_all()
+        _close_raw(raw)
+
+
+def _close_raw(raw: object) -> None:
+    if raw is not None:
+        raw.close()  # type: ignore[attr-defined]
+
+
+def _discard(conn: Connection | None) -> None:
+    """Close the writer's connection without handing it back to the pool (its settings are the
+    writer's own, and after a failure it may be broken)."""
+    if conn is not None:
+        conn.invalidate()
+        conn.close()

@@ -66,7 +66,12 @@ def synthetic_set(plates: int, seed: int, progress: Progress, label: str) -> tup
 
 
 def real_set(
-    crops: list, copies: int, seed: int, progress: Progress, teacher: CharClassifier | None = None
+    crops: list,
+    copies: int,
+    seed: int,
+    progress: Progress,
+    teacher: CharClassifier | None = None,
+    province_copies: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Augmented cuts of the CCPD training crops. With a ``teacher``, the characters of a crop whose
     plain cut it gives under 5 % for the label are left out: the layout fit missed them, and a cut
@@ -82,7 +87,7 @@ def real_set(
             proba = teacher.predict_proba(plain)
             keep = proba[np.arange(len(plate)), [ALPHABET.index(c) for c in plate]] >= 0.05
             dropped += int((~keep).sum())
-        for glyph, cls in real_crop_glyphs(crop, rng, copies, keep.tolist()):
+        for glyph, cls in real_crop_glyphs(crop, rng, copies, keep.tolist(), province_copies):
             glyphs.append(glyph[None])
             labels.append(cls)
         progress.advance(task)
@@ -151,13 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--teacher", type=Path, help="weights of an earlier run: CCPD cuts it finds implausible are left out"
     )
+    parser.add_argument(
+        "--province-copies", type=int, default=2, help="copies of each CCPD crop whose province character is kept"
+    )
+    parser.add_argument("--init", type=Path, help="start from these weights (an earlier run's chars.npz)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     args = parser.parse_args(argv)
     if args.quick:
         args.plates, args.real_copies, args.epochs = 300, 2, 1
 
     import torch
 
-    from recognition_core.train.model import CharNet, export_npz
+    from recognition_core.train.model import CharNet, export_npz, import_npz
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -179,16 +189,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.cache:
                 np.savez(args.cache, x_syn=x_syn, y_syn=y_syn, x_test=test[0], y_test=test[1])
         teacher = CharClassifier.from_npz(args.teacher) if args.teacher else None
-        x_real, y_real = real_set(train_crops, args.real_copies, args.seed + 2, progress, teacher)
+        x_real, y_real = real_set(train_crops, args.real_copies, args.seed + 2, progress, teacher, args.province_copies)
         x, y = np.concatenate([x_syn, x_real]), np.concatenate([y_syn, y_real])
         console.print(f"{len(x_syn)} synthetic + {len(x_real)} real training glyphs; {len(held)} crops held out")
 
         model = CharNet()
+        if args.init:
+            import_npz(model, args.init)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         batch = 256
         steps = args.epochs * ((len(x) + batch - 1) // batch)
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.15)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
         task = progress.add_task("training", total=steps, note="")
         for epoch in range(args.epochs):
@@ -217,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         "ccpd_train_crops": len(train_crops),
         "epochs": args.epochs,
         "teacher": args.teacher.name if args.teacher else None,
+        "init": args.init.name if args.init else None,
+        "province_copies": args.province_copies,
+        "command": "python -m recognition_core.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed,
         "minutes": round((time.time() - started) / 60, 1),
     }

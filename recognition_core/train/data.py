@@ -132,10 +132,16 @@ def synthetic_plate_glyphs(rng: np.random.Generator) -> Iterator[tuple[np.ndarra
 
 
 def real_crop_glyphs(
-    crop: Crop, rng: np.random.Generator, copies: int, keep: Sequence[bool] | None = None
+    crop: Crop,
+    rng: np.random.Generator,
+    copies: int,
+    keep: Sequence[bool] | None = None,
+    province_copies: int | None = None,
 ) -> Iterator[tuple[np.ndarray, int]]:
     """``copies`` augmented cuts of each character of a CCPD crop (blue plates: bright text), of
-    the slots ``keep`` marks (all by default)."""
+    the slots ``keep`` marks (all by default); the province character only in the first
+    ``province_copies`` (CCPD's crops are nearly all 皖: as many copies of it as of the other
+    characters would teach the classifier that most provinces are 皖)."""
     bgr = level(crop.bgr)
     boxes = char_boxes(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
     for k in range(copies):
@@ -144,6 +150,8 @@ def real_crop_glyphs(
         h, w = gray.shape
         for slot, (box, ch) in enumerate(zip(boxes, crop.plate, strict=True)):
             if keep is not None and not keep[slot]:
+                continue
+            if slot == 0 and province_copies is not None and k >= province_copies:
                 continue
             cut = box if k == 0 else _jitter_box(box, rng, w, h)
             if cut is not None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the fonts the synthetic plate renderer uses (Debian packages).
 set -euo pipefail
-packages=(fonts-dejavu-core fonts-wqy-zenhei fonts-wqy-microhei fonts-noto-cjk)
+packages=(fonts-dejavu-core fonts-wqy-zenhei fonts-wqy-microhei fonts-noto-cjk fonts-liberation fonts-roboto-unhinted)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

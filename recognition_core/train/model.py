@@ -60,3 +60,23 @@ def export_npz(model: CharNet, path: Path) -> None:
         params["fc2_b"] = fc2.bias.numpy().astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **params)  # type: ignore[arg-type]
+
+
+def import_npz(model: CharNet, path: Path) -> None:
+    """Load weights written by ``export_npz`` into ``model`` (to go on training from them)."""
+    with np.load(path, allow_pickle=False) as data:
+        params = {k: data[k] for k in data.files}
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    fc1, fc2 = (m for m in model.head if isinstance(m, nn.Linear))
+    c = CHANNELS[-1]
+    with torch.no_grad():
+        for i, conv in enumerate(convs, start=1):
+            o, ci = conv.weight.shape[:2]
+            w = torch.from_numpy(params[f"conv{i}_w"]).reshape(3, 3, ci, o).permute(3, 2, 0, 1)
+            conv.weight.copy_(w)
+            conv.bias.copy_(torch.from_numpy(params[f"conv{i}_b"]))  # type: ignore[union-attr]
+        w1 = torch.from_numpy(params["fc1_w"]).reshape(4, 2, c, HIDDEN).permute(3, 2, 0, 1).reshape(HIDDEN, -1)
+        fc1.weight.copy_(w1)
+        fc1.bias.copy_(torch.from_numpy(params["fc1_b"]))
+        fc2.weight.copy_(torch.from_numpy(params["fc2_w"]).T)
+        fc2.bias.copy_(torch.from_numpy(params["fc2_b"]))

@@ -1,9 +1,11 @@
 """Train the segmentation-free plate reader: ``python -m recognition_core.train.reader [--plates N] [--minutes M]``.
 
-Renders synthetic plates of every colour (tilted, sheared, cut with uneven margins, degraded like a
-camera), adds augmented copies of 70 % of the CCPD dev crops (the other 30 % are held out, the same
-split as the character classifier's), trains the network with CTC on the CPU, folds batch norm into
-the convolutions and writes ``recognition_core/weights/reader.npz`` and ``reader.json`` (held-out figures).
+Renders synthetic plates of every colour (tilted, sheared, in perspective, cut with uneven margins,
+degraded like a camera) and plate-free cuts (empty text) in parallel processes
+(``recognition_core.train.plates``), adds augmented copies of 70 % of the CCPD dev crops (the other
+30 % are held out, the same split as the character classifier's), trains the network with CTC on a
+GPU when PyTorch sees one (else on the CPU), folds batch norm into the convolutions and writes
+``recognition_core/weights/reader.npz`` (plain NumPy arrays) and ``reader.json`` (held-out figures).
 """
 
 from __future__ import annotations
@@ -14,21 +16,22 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from crosspark.plate import ALPHABET
 from recognition_core.reader import BLANK, PlateReader, decode_columns, prepare_plate
-from recognition_core.synth import font_count, random_plate, render_plate
 from recognition_core.train.__main__ import ensure_fonts
 from recognition_core.train.ccpd import CCPD_DIR, holdout, load_crops
-from recognition_core.train.data import COLOR_WEIGHTS, _degrade, training_text
+from recognition_core.train.plates import make_set, real_set
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 CLASS_OF = {ch: i for i, ch in enumerate(ALPHABET)}
-#: (kind, out channels, kernel, padding, relu) of each layer; pools are ("pool", (ph, pw)).
+#: (height, width) of the trained network's gray input; CCPD's crops are 24 × 94.
+SHAPE = (24, 96)
+#: (kind, out channels, kernel, padding, relu) of each layer; pools are ("pool", (ph, pw)). The input
+#: leaves 24 columns: three per character and a blank between any two.
 ARCH: list[tuple] = [
     ("conv", 16, (3, 3), (1, 1), True),
     ("pool", (2, 2)),
@@ -70,9 +73,10 @@ class ReaderNet(nn.Module):
 
 
 def export_params(model: ReaderNet) -> dict[str, np.ndarray]:
-    """The weights in ``PlateReader``'s layout, batch norm folded into each convolution."""
+    """The weights in ``PlateReader``'s layout (on the CPU, float32), batch norm folded into each
+    convolution."""
     model.eval()
-    params: dict[str, np.ndarray] = {"alphabet": np.array(ALPHABET)}
+    params: dict[str, np.ndarray] = {"alphabet": np.array(ALPHABET), "input_shape": np.array(SHAPE, np.int32)}
     specs: list[str] = []
     mods = list(model.body)
     conv_i = 0
@@ -82,14 +86,15 @@ def export_params(model: ReaderNet) -> dict[str, np.ndarray]:
                 ph, pw = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * 2
                 specs.append(f"pool:{ph}:{pw}")
             elif isinstance(m, nn.Conv2d):
-                w, b = m.weight.clone(), m.bias.clone()  # type: ignore[union-attr]
+                w, b = m.weight.detach().float().cpu().clone(), m.bias.detach().float().cpu().clone()  # type: ignore[union-attr]
                 nxt = mods[i + 1] if i + 1 < len(mods) else None
                 bn = nxt if isinstance(nxt, nn.BatchNorm2d) else None
                 if bn is not None:
                     assert bn.running_var is not None and bn.running_mean is not None
-                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                    var, mean = bn.running_var.float().cpu(), bn.running_mean.float().cpu()
+                    scale = bn.weight.detach().float().cpu() / torch.sqrt(var + bn.eps)
                     w = w * scale[:, None, None, None]
-                    b = (b - bn.running_mean) * scale + bn.bias
+                    b = (b - mean) * scale + bn.bias.detach().float().cpu()
                 conv_i += 1
                 kh, kw = m.kernel_size
                 ph, pw = m.padding if isinstance(m.padding, tuple) else (0, 0)
@@ -100,181 +105,169 @@ def export_params(model: ReaderNet) -> dict[str, np.ndarray]:
     return params
 
 
-# --- data ---------------------------------------------------------------------------------------
-
-
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    bg = np.empty((h, w, 3), np.float32)
-    bg[:] = rng.uniform(0, 255, 3)
-    bg += rng.normal(0, rng.uniform(2, 25), (h, w, 3)).astype(np.float32)
-    for _ in range(int(rng.integers(0, 3))):  # edges of lamps, bumpers, frames
-        y = int(rng.integers(h))
-        cv2.line(bg, (0, y), (w, y + int(rng.integers(-5, 6))), tuple(float(v) for v in rng.uniform(0, 255, 3)), 2)
-    return bg
-
-
-def synthetic_plate(rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """One rendered plate, tilted and sheared, cut with uneven margins, degraded; input-sized gray."""
-    colors = list(COLOR_WEIGHTS)
-    weights = np.array(list(COLOR_WEIGHTS.values()))
-    color = colors[rng.choice(len(colors), p=weights / weights.sum())]
-    if rng.random() < 0.6:
-        text, color = random_plate(rng, color)
-    else:  # every character in every slot it may stand in, valid or not
-        text = training_text(rng, 8 if color.value in ("green", "yellow_green") else 7)
-    fonts = (int(rng.integers(font_count("cjk"))), int(rng.integers(font_count("latin"))))
-    plate = render_plate(
-        text, color, px_per_mm=float(rng.uniform(0.2, 0.5)), rng=rng, fonts=fonts, stroke=int(rng.integers(-3, 6))
-    )
-    ph, pw = plate.image.shape[:2]
-    # output cut: the plate plus margins in [-4 %, +14 %] of its size on each side
-    ml, mr = rng.uniform(-0.04, 0.14, 2) * pw
-    mt, mb = rng.uniform(-0.06, 0.2, 2) * ph
-    out_w, out_h = round(pw + ml + mr), round(ph + mt + mb)
-    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
-    dst = src + np.array([ml, mt], np.float32)
-    dst += rng.normal(0, 0.015, (4, 2)).astype(np.float32) * [pw, ph]
-    angle, shear = rng.uniform(-6, 6), rng.uniform(-0.2, 0.2)
-    affine = cv2.getRotationMatrix2D((out_w / 2, out_h / 2), angle, 1.0)
-    affine[0, 1] += shear
-    affine[0, 2] -= shear * out_h / 2
-    dst = (dst @ affine[:, :2].T + affine[:, 2]).astype(np.float32)
-    matrix = cv2.getPerspectiveTransform(src, dst)
-    img = cv2.warpPerspective(plate.image.astype(np.float32), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
-    img = img * mask[..., None] + _background(rng, out_h, out_w) * (1 - mask[..., None])
-    return prepare_plate(_degrade(img, rng)), text
-
-
-def real_plate(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An augmented copy of a CCPD crop: small rotation, scale and shift, then camera degradation."""
-    h, w = bgr.shape[:2]
-    m = np.asarray(cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-5, 5), rng.uniform(0.9, 1.08)), np.float64)
-    m[:, 2] += rng.uniform(-0.04, 0.04, 2) * np.array([w, h], np.float64)
-    img = cv2.warpAffine(bgr.astype(np.float32), m, (w, h), borderMode=cv2.BORDER_REPLICATE)
-    return prepare_plate(_degrade(img, rng))
-
-
-def synthetic_set(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    rng = np.random.default_rng(seed)
-    imgs, texts = [], []
-    start = time.monotonic()
-    for i in range(n):
-        img, text = synthetic_plate(rng)
-        imgs.append(img)
-        texts.append(text)
-        if (i + 1) % 5000 == 0:
-            print(f"  rendered {i + 1}/{n} ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
-    return np.stack(imgs), texts
+def load_params(model: ReaderNet, params: dict[str, np.ndarray], sample: torch.Tensor) -> None:
+    """Start ``model`` from exported weights (``export_params``' layout, batch norm folded): each
+    convolution takes its folded weights, and each batch norm is set, layer by layer on the
+    ``sample`` plates, to the statistics of what reaches it with a scale and shift that undo them,
+    so that it starts as the identity in training mode too (where it normalises by the batch)."""
+    convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
+    if len(convs) != sum(1 for k in params if k.startswith("w")):
+        raise ValueError("the weights were exported from another architecture")
+    norms = [m for m in model.body if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for i, conv in enumerate(convs, start=1):
+            o, c, kh, kw = conv.weight.shape
+            w = torch.from_numpy(np.asarray(params[f"w{i}"], np.float32)).reshape(kh, kw, c, o).permute(3, 2, 0, 1)
+            conv.weight.copy_(w)
+            conv.bias.copy_(torch.from_numpy(np.asarray(params[f"b{i}"], np.float32)))  # type: ignore[union-attr]
+        for bn in norms:  # the identity in evaluation mode first (but for epsilon)
+            bn.reset_parameters()
+        model.eval()
+        for bn in norms:
+            seen: list[torch.Tensor] = []
+            hook = bn.register_forward_pre_hook(lambda _m, args, seen=seen: seen.append(args[0]))
+            model(sample)
+            hook.remove()
+            x = seen[0]
+            mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
+            bn.running_mean.copy_(mean)  # type: ignore[union-attr]
+            bn.running_var.copy_(var)  # type: ignore[union-attr]
+            bn.weight.copy_((var + bn.eps).sqrt())
+            bn.bias.copy_(mean)
 
 
 def exact_rate(reader: PlateReader, plates: np.ndarray, texts: list[str]) -> float:
-    proba = reader.column_proba(plates)
+    """Share of ``plates`` read exactly (a plate-free cut counts when nothing is read)."""
     hits = 0
-    for p, text in zip(proba, texts, strict=True):
-        read = decode_columns(p)
-        hits += read is not None and read[0] == text
+    for start in range(0, len(texts), 512):
+        proba = reader.column_proba(plates[start : start + 512])
+        for p, text in zip(proba, texts[start : start + 512], strict=True):
+            read = decode_columns(p)
+            hits += (read is None) if text == "" else (read is not None and read[0] == text)
     return hits / max(len(texts), 1)
+
+
+def _lr(max_lr: float, frac: float) -> float:
+    """Warm-up over the first 5 % of the time budget, then cosine to zero at its end."""
+    return max_lr * (frac / 0.05 if frac < 0.05 else 0.5 * (1 + np.cos(np.pi * (frac - 0.05) / 0.95)))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--plates", type=int, default=28000, help="synthetic plates to render")
+    p.add_argument("--plates", type=int, help="synthetic cuts to render (default 400000 on a GPU, 40000 on a CPU)")
     p.add_argument("--real-copies", type=int, default=30, help="augmented copies of each training crop")
-    p.add_argument("--epochs", type=int, default=100, help="at most this many passes")
-    p.add_argument("--minutes", type=float, default=11.0, help="stop training after this long")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=200, help="at most this many passes")
+    p.add_argument("--minutes", type=float, help="stop training after this long (default 6 on a GPU, 30 on a CPU)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads on a CPU")
+    p.add_argument("--workers", type=int, help="rendering processes (default: every CPU)")
+    p.add_argument("--batch", type=int, help="batch size (default 512 on a GPU, 128 on a CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--repaint", type=float, default=0.8, help="share of the CCPD copies whose province is painted over")
+    p.add_argument("--cache", type=Path, help="keep the rendered synthetic cuts in this .npz and reuse them")
+    p.add_argument("--init", type=Path, help="start from these exported weights (same architecture)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3 on a GPU, 2e-3 on a CPU)")
+    p.add_argument("--data", type=Path, default=CCPD_DIR, help="the ccpd-crops-dev folder (optional)")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR / "reader.npz")
     args = p.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gpu = device.type == "cuda"
+    plates = args.plates or (400_000 if gpu else 40_000)
+    minutes = args.minutes or (6.0 if gpu else 30.0)
+    batch = args.batch or (512 if gpu else 128)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     ensure_fonts()
     began = time.monotonic()
 
-    synth_x, synth_y = synthetic_set(args.plates, args.seed)
-    test_x, test_y = synthetic_set(1000, args.seed + 1)
-    crops = load_crops(CCPD_DIR) if CCPD_DIR.is_dir() else []
-    train_crops = [c for c in crops if not holdout(c.name)]
+    if args.cache and args.cache.is_file():
+        with np.load(args.cache, allow_pickle=False) as cached:
+            synth_x, test_x = cached["synth_x"], cached["test_x"]
+            synth_y, test_y = [str(t) for t in cached["synth_y"]], [str(t) for t in cached["test_y"]]
+    else:
+        synth_x, synth_y = make_set(plates, args.seed, SHAPE, workers=args.workers)
+        test_x, test_y = make_set(2000, args.seed + 1, SHAPE, workers=args.workers)
+        if args.cache:
+            np.savez(args.cache, synth_x=synth_x, synth_y=np.array(synth_y), test_x=test_x, test_y=np.array(test_y))
+    crops = load_crops(args.data) if args.data.is_dir() else []
+    train_crops = [c.bgr for c in crops if not holdout(c.name)]
+    train_texts = [c.plate for c in crops if not holdout(c.name)]
     held = [c for c in crops if holdout(c.name)]
-    rng = np.random.default_rng(args.seed + 2)
-    real_y = [c.plate for c in train_crops] * args.real_copies
-
-    def real_set() -> np.ndarray:
-        """The training crops once as they are, then ``real_copies - 1`` fresh augmented copies."""
-        imgs = [prepare_plate(c.bgr) for c in train_crops]
-        imgs += [real_plate(c.bgr, rng) for _ in range(args.real_copies - 1) for c in train_crops]
-        return np.stack(imgs)
-
-    xs = np.concatenate([synth_x, real_set()]) if real_y else synth_x
+    real_x, real_y = real_set(train_crops, train_texts, args.real_copies, args.seed + 2, SHAPE, args.repaint)
+    xs = np.concatenate([synth_x, real_x])
     ys = synth_y + real_y
-    print(f"data: {len(synth_y)} synthetic, {len(real_y)} real ({len(train_crops)} crops), "
-          f"{len(held)} held out; {time.monotonic() - began:.0f} s", file=sys.stderr)  # fmt: skip
+    print(f"data: {len(synth_y)} synthetic ({synth_y.count('')} plate-free), {len(real_y)} real "
+          f"({len(train_crops)} crops), {len(held)} held out; {time.monotonic() - began:.0f} s on {device}",
+          file=sys.stderr, flush=True)  # fmt: skip
 
-    targets = [torch.tensor([CLASS_OF[ch] for ch in t], dtype=torch.long) for t in ys]
-    x_all = torch.from_numpy(xs)
+    # targets as one padded matrix on the device: CTC reads the first ``length`` of each row
+    lengths = torch.tensor([len(t) for t in ys], dtype=torch.long)
+    padded = torch.zeros((len(ys), 8), dtype=torch.long)
+    for i, t in enumerate(ys):
+        padded[i, : len(t)] = torch.tensor([CLASS_OF[ch] for ch in t], dtype=torch.long)
+    x_all, padded, lengths = torch.from_numpy(xs).to(device), padded.to(device), lengths.to(device)
     model = ReaderNet()
-    batch = 128
+    if args.init:
+        with np.load(args.init, allow_pickle=False) as init:
+            load_params(model, {k: init[k] for k in init.files}, torch.from_numpy(xs[:: max(1, len(xs) // 2048)]))
+    model = model.to(device)
     steps_per_epoch = len(ys) // batch
-    max_lr = 3e-3
+    max_lr = args.lr or (3e-3 if gpu else 2e-3)
     opt = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=1e-4)
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
-    held_x = np.stack([prepare_plate(c.bgr) for c in held]) if held else None
+    held_x = np.stack([prepare_plate(c.bgr, SHAPE) for c in held]) if held else None
     held_y = [c.plate for c in held]
-    budget = args.minutes * 60
-    # the learning rate follows the clock (warm-up, then cosine to zero at the time budget), so the
-    # schedule completes on a slow or busy machine as on a fast one
+    budget = minutes * 60
+    # the learning rate follows the clock, so the schedule completes on a slow machine as on a fast one
     train_start = time.monotonic()
     epoch, done = 0, False
     while not done and epoch < args.epochs:
         epoch += 1
-        if epoch > 1 and real_y:  # new augmented copies of the real crops every pass
-            x_all[len(synth_y) :] = torch.from_numpy(real_set())
         model.train()
-        order = torch.randperm(len(ys))
-        total, steps = 0.0, 0
+        order = torch.randperm(len(ys), device=device)
+        total = torch.zeros((), device=device)
+        steps = 0
         for s in range(steps_per_epoch):
             frac = (time.monotonic() - train_start) / budget
             if frac >= 1.0:
                 done = True
                 break
             for group in opt.param_groups:
-                group["lr"] = max_lr * (
-                    frac / 0.08 if frac < 0.08 else 0.5 * (1 + np.cos(np.pi * (frac - 0.08) / 0.92))
-                )
+                group["lr"] = _lr(max_lr, frac)
             idx = order[s * batch : (s + 1) * batch]
-            log_probs = model(x_all[idx]).log_softmax(2).permute(1, 0, 2)  # T, N, C
-            tgt = [targets[i] for i in idx.tolist()]
-            loss = ctc(
-                log_probs,
-                torch.cat(tgt),
-                torch.full((len(idx),), log_probs.shape[0], dtype=torch.long),
-                torch.tensor([len(t) for t in tgt], dtype=torch.long),
-            )
-            opt.zero_grad()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu):
+                logits = model(x_all[idx])
+            log_probs = logits.float().log_softmax(2).permute(1, 0, 2)  # T, N, C
+            loss = ctc(log_probs, padded[idx], torch.full((len(idx),), log_probs.shape[0], dtype=torch.long,
+                       device=device), lengths[idx])  # fmt: skip
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item()
+            total += loss.detach()
             steps += 1
         reader = PlateReader(export_params(model))
         held_rate = exact_rate(reader, held_x, held_y) if held_x is not None else 0.0
         synth_rate = exact_rate(reader, test_x, test_y)
         elapsed = time.monotonic() - train_start
-        print(f"epoch {epoch}: loss {total / max(steps, 1):.3f}, synthetic exact {synth_rate:.3f}, "
+        print(f"epoch {epoch}: loss {float(total) / max(steps, 1):.3f}, synthetic exact {synth_rate:.3f}, "
               f"held-out ccpd exact {held_rate:.3f}; {elapsed:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
 
     params = export_params(model)
     reader = PlateReader(params)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **params)  # type: ignore[arg-type]
+    negatives = [i for i, t in enumerate(test_y) if t == ""]
     figures = {
         "synthetic_exact": round(exact_rate(reader, test_x, test_y), 4),
+        "plate_free_rejected": round(exact_rate(reader, test_x[negatives], [""] * len(negatives)), 4),
         "held_out_ccpd_exact": round(exact_rate(reader, held_x, held_y), 4) if held_x is not None else None,
         "held_out_crops": len(held),
-        "synthetic_plates": len(synth_y),
+        "synthetic_cuts": len(synth_y),
         "real_training_copies": len(real_y),
         "epochs_run": epoch,
+        "device": str(device),
         "minutes": round((time.monotonic() - began) / 60, 1),
+        "command": "python -m recognition_core.train.reader " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
     args.out.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(figures), file=sys.stderr)

@@ -155,3 +155,14 @@ def test_accepted_passages_are_counted_per_lot(platform: Platform, lot_a: str) -
     report(platform, lot_a, "lot-a", [e, entry("lot-a", NOW)], [e])
     with platform.ctx.db.read_session() as session:
         assert passages_received(session, "lot-a") == 2
+
+
+def test_resent_passage_beside_new_ones_is_duplicate_and_only_new_ones_are_stored(
+    platform: Platform, lot_a: str
+) -> None:
+    e = entry("lot-a", NOW - timedelta(hours=2))
+    report(platform, lot_a, "lot-a", [e])
+    fresh = entry("lot-a", NOW - timedelta(hours=1))
+    acks = report(platform, lot_a, "lot-a", [fresh, e, exit_of(e, NOW)])
+    assert results(acks) == ["ACCEPTED", "DUPLICATE", "ACCEPTED"]
+    assert (count(platform, PassageRow), count(platform, StayRow)) == (3, 1)

@@ -221,3 +221,21 @@ def test_real_photos_are_read_with_few_false_reads(shared_data: Path) -> None:
         false += len(found - truth)
     assert read >= 0.25 * plates
     assert false <= max(1, 0.2 * outputs)
+
+
+@pytest.mark.parametrize(
+    ("plate", "color", "expected"),
+    [
+        ("京A12345", PlateColor.BLACK, PlateColor.BLUE),  # an ordinary plate: a dim blue one
+        ("京A12345", PlateColor.WHITE, PlateColor.BLUE),
+        ("粤Z1234港", PlateColor.BLACK, PlateColor.BLACK),  # marked as a black plate: stays
+        ("京A1234警", PlateColor.WHITE, PlateColor.WHITE),
+        ("京A12345", PlateColor.YELLOW, PlateColor.YELLOW),
+    ],
+)
+def test_white_or_black_on_an_ordinary_plate_is_taken_for_blue_or_yellow(
+    plate: str, color: PlateColor, expected: PlateColor
+) -> None:
+    dim_blue = np.full((40, 130, 3), (70, 55, 50), np.uint8)  # BGR: a blue plate at dusk
+    read = pipeline._likely_color(pipeline._Read(plate, color, 0.9), dim_blue)
+    assert read is not None and read.color is expected and read.plate == plate

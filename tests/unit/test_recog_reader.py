@@ -148,27 +148,56 @@ def test_pipeline_reader_is_selectable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (pipeline.reader_kind(), pipeline.reader_kind("sequence")) == ("segment", "sequence")
 
 
-def _stand_in_readers(monkeypatch: pytest.MonkeyPatch, segmented: str, whole: str) -> None:
-    monkeypatch.setattr(pipeline, "_read_crop", lambda crop, hint=None: pipeline._Read(segmented, PlateColor.BLUE, 0.6))
-    monkeypatch.setattr(pipeline, "_read_sequence", lambda crop, tight: pipeline._Read(whole, PlateColor.BLUE, 0.95))
+def _rows(plate: str, p: float = 0.9, slot: int | None = None, other: str = "", q: float = 0.0) -> np.ndarray:
+    """Per-slot probabilities spelling ``plate`` with probability ``p`` each; in ``slot``,
+    ``other`` gets ``q`` of it."""
+    rows = np.full((len(plate), len(ALPHABET)), 1e-4)
+    for i, ch in enumerate(plate):
+        rows[i, ALPHABET.index(ch)] = p
+    if slot is not None:
+        rows[slot, ALPHABET.index(other)] = q
+    return rows / rows.sum(axis=1, keepdims=True)
 
 
-def test_combined_reader_takes_the_surer_confidence_when_both_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    _stand_in_readers(monkeypatch, "京A12345", "京A12345")
-    read = pipeline._read_cut("combined", np.zeros((56, 180, 3), np.uint8), PlateColor.BLUE, tight=False)
-    assert read is not None and (read.plate, read.confidence) == ("京A12345", 0.95)
+def _read(plate: str, rows: np.ndarray) -> pipeline._Read:
+    return pipeline._Read(plate, PlateColor.BLUE, float(rows.max(axis=1).min()), rows)
 
 
-def test_combined_reader_keeps_the_segmenting_read_in_a_photo_when_they_differ(monkeypatch: pytest.MonkeyPatch) -> None:
-    _stand_in_readers(monkeypatch, "京A12345", "京A12346")
-    read = pipeline._read_cut("combined", np.zeros((56, 180, 3), np.uint8), PlateColor.BLUE, tight=False)
-    assert read is not None and (read.plate, read.confidence) == ("京A12345", 0.6)
+def test_combined_reader_is_surer_when_both_readers_agree() -> None:
+    a, b = _rows("京A12345", 0.7), _rows("京A12345", 0.8)
+    read = pipeline._fused(_read("京A12345", a), _read("京A12345", b))
+    assert read is not None and read.plate == "京A12345" and read.confidence > 0.8
 
 
-def test_combined_reader_takes_the_surer_read_of_a_cut_out_plate(monkeypatch: pytest.MonkeyPatch) -> None:
-    _stand_in_readers(monkeypatch, "京A12345", "京A12346")
-    rec = pipeline.recognize_crop(np.zeros((24, 94, 3), np.uint8), reader="combined")
-    assert rec is not None and rec.identity.plate == "京A12346"
+def test_combined_reader_decides_a_disputed_slot_on_both_opinions() -> None:
+    # the segmenting reader is torn between 1 and 7 in the last slot; the sequence reader is sure of 7
+    seg = _rows("京A12341", 0.5, slot=6, other="7", q=0.45)
+    seq = _rows("京A12347", 0.9)
+    read = pipeline._fused(_read("京A12341", seg), _read("京A12347", seq))
+    assert read is not None and read.plate == "京A12347"
+
+
+def test_combined_reader_is_unsure_where_both_readers_are_sure_of_different_characters() -> None:
+    read = pipeline._fused(_read("京A12341", _rows("京A12341", 0.9)), _read("京A12347", _rows("京A12347", 0.9)))
+    assert read is not None and read.confidence < pipeline.MIN_CONFIDENCE + 0.1
+
+
+def test_combined_reader_discounts_a_read_that_only_one_reader_makes() -> None:
+    alone = _read("京A12345", _rows("京A12345", 0.9))
+    read = pipeline._fused(None, alone)
+    assert read is not None and read.plate == "京A12345"
+    assert read.confidence == pytest.approx(alone.confidence * pipeline.ALONE_DISCOUNT)
+    assert pipeline._fused(None, None) is None
+
+
+def test_combined_reader_leaves_out_cuts_where_the_sequence_reader_sees_no_plate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    segmented = []
+    monkeypatch.setattr(pipeline, "_sequence_reads", lambda cuts, tight: [None] * len(cuts))
+    monkeypatch.setattr(pipeline, "_read_crop", lambda *a: segmented.append(a) or _read("京A12345", _rows("京A12345")))
+    assert pipeline._read_cut("combined", np.zeros((56, 180, 3), np.uint8), PlateColor.BLUE, tight=False) is None
+    assert segmented == []
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +216,12 @@ def test_held_out_ccpd_crops_read_exactly_above_floor(held_out: list) -> None:
         read = reader.read(crop.bgr)
         hits += read is not None and read[0] == crop.plate
     assert len(held_out) >= 100 and hits / len(held_out) >= HELD_OUT_FLOOR
+
+
+def test_a_cut_out_plate_keeps_a_read_that_only_one_reader_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = _read("京A12345", _rows("京A12345", 0.9))
+    monkeypatch.setattr(pipeline, "_read_crop", lambda *a: None)
+    monkeypatch.setattr(pipeline, "_read_sequence", lambda crop, tight: whole)
+    rec = pipeline.recognize_crop(np.zeros((24, 94, 3), np.uint8), reader="combined")
+    assert rec is not None and rec.identity.plate == "京A12345"
+    assert rec.identity.confidence == pytest.approx(whole.confidence, abs=1e-4)
