@@ -88,7 +88,9 @@ def recognize(
         load_reader()
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
-    threshold = pipeline.MIN_CONFIDENCE if min_confidence is None else min_confidence
+    threshold = min_confidence
+    if threshold is None:
+        threshold = pipeline.CROP_MIN_CONFIDENCE if crop else pipeline.MIN_CONFIDENCE
     failed = 0
     for path in images:
         record: dict[str, Any] = {"file": str(path), "ms": 0.0, "plates": []}

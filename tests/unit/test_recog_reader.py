@@ -179,7 +179,7 @@ def test_combined_reader_decides_a_disputed_slot_on_both_opinions() -> None:
 
 def test_combined_reader_is_unsure_where_both_readers_are_sure_of_different_characters() -> None:
     read = pipeline._fused(_read("京A12341", _rows("京A12341", 0.9)), _read("京A12347", _rows("京A12347", 0.9)))
-    assert read is not None and read.confidence < pipeline.MIN_CONFIDENCE + 0.1
+    assert read is not None and read.confidence < 0.6  # about even between the two
 
 
 def test_combined_reader_discounts_a_read_that_only_one_reader_makes() -> None:
