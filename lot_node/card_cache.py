@@ -7,7 +7,7 @@ cards in under 50 MB, so a lot node with a million cards and its recognition mod
 when it grows. A snapshot is built aside and swapped in at its end, so lookups keep answering
 from the old list meanwhile.
 
-    key   = hash[0:8]  as big-endian uint64   sorted by (key, tail) ─┐
+    key   = hash[0:8]  as big-endian uint64   sorted by key          ─┐
     tail  = hash[8:16] as big-endian uint64                          ├─ row i describes one card
     id    = "card_" + ULID packed into 16 bytes (other ids by row)   │
     valid_from, valid_until (uint32 seconds while every value is a   │
@@ -234,7 +234,7 @@ class _Table:
         return table.sorted()
 
     def sorted(self) -> _Table:
-        order = np.lexsort((self.tails, self.keys))
+        order = np.argsort(self.keys, kind="stable")  # rows_of scans every row of a key
         table = _Table.__new__(_Table)
         table.keys, table.tails, table.ids = self.keys[order], self.tails[order], self.ids[order]
         table.valid_from, table.until = self.valid_from.take(order), self.until.take(order)
