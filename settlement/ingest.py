@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
+from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
 
 import structlog
 from sqlalchemy import Connection, Table, select, update
@@ -92,6 +93,7 @@ class PassageIngest:
         self._on_stays = on_stays
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._start_lock = threading.Lock()
         self._insert_passages = _MultiRowInsert(PassageRow.__table__, PASSAGE_COLUMNS, db.dialect)  # type: ignore[arg-type]
         self._insert_stays = _MultiRowInsert(StayRow.__table__, STAY_COLUMNS, db.dialect)  # type: ignore[arg-type]
@@ -140,13 +142,15 @@ class PassageIngest:
 
     def _ensure_writer(self) -> None:
         with self._start_lock:
+            if self._checkpointer is None and self._db.dialect == "sqlite":
+                self._checkpointer = _Checkpointer(self._db, self._stop)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="passage-ingest", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
         conn: Connection | None = None
-        checkpointer = _Checkpointer(self._db, self._stop) if self._db.dialect == "sqlite" else None
+        checkpointer = self._checkpointer
         try:
             while not self._stop.is_set():
                 jobs = self._next_group()
@@ -394,20 +398,21 @@ class _MultiRowInsert:
     SQLAlchemy processing), skipping rows another replica committed meanwhile (``ON CONFLICT DO
     NOTHING``, SQLite ≥ 3.24 and PostgreSQL).
 
-    SQLite: ``VALUES (…), (…), …`` of many rows per statement rather than ``executemany``, so the
-    driver releases the GIL once per statement instead of once per row (it matters with many
-    streams' threads waiting for it). Statements hold ``ROWS`` rows, or a power of two below it
+    SQLite: ``VALUES (…), (…), …`` of thousands of rows per statement rather than ``executemany``,
+    so the driver releases the GIL once per statement instead of once per row: each time the
+    writer wants it back it may wait a switch interval (5 ms) for the streams' threads. Statements
+    hold as many rows as SQLite's parameter limit allows (up to ``ROWS``), or a power of two below
     for the rest, so only a few distinct statements exist and all stay compiled in the driver's
     statement cache (compiling one costs about as much as running it). PostgreSQL: ``COPY`` into
     a temporary table emptied at commit, then one ``INSERT … SELECT``."""
 
-    #: Rows of the largest statement: a power of two within SQLite's default 32,766 parameters.
-    ROWS = 2048
+    #: Rows of the largest statement (a power of two), where SQLite allows that many parameters.
+    ROWS = 8192
 
     def __init__(self, table: Table, columns: tuple[str, ...], dialect: str) -> None:
         assert set(columns) <= set(table.columns.keys())
-        assert len(columns) * self.ROWS <= 32_766
         self._postgresql = dialect == "postgresql"
+        self._width = len(columns)
         names = ", ".join(columns)
         staging = f"ingest_{table.name}"
         self._create_staging = (
@@ -416,17 +421,16 @@ class _MultiRowInsert:
         self._copy = f"COPY {staging} ({names}) FROM STDIN"
         self._from_staging = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING"
         self._empty_staging = f"TRUNCATE {staging}"
-        head = f"INSERT INTO {table.name} ({names}) VALUES "
-        row = "(" + ", ".join(["?"] * len(columns)) + ")"
-        self._statements = {
-            n: head + ", ".join([row] * n) + " ON CONFLICT DO NOTHING" for n in _powers_of_two(self.ROWS)
-        }
+        self._head = f"INSERT INTO {table.name} ({names}) VALUES "
+        self._row = "(" + ", ".join(["?"] * len(columns)) + ")"
+        self._statements: dict[int, str] = {}
 
     def __call__(self, conn: Connection, rows: list[tuple[object, ...]]) -> int:
         """Insert ``rows``; how many were stored (the others were already there)."""
         if not rows:
             return 0
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        driver = conn.connection.driver_connection
+        cursor = driver.cursor()  # type: ignore[union-attr]
         try:
             if self._postgresql:
                 cursor.execute(self._create_staging)
@@ -437,18 +441,26 @@ class _MultiRowInsert:
                 stored: int = cursor.rowcount
                 cursor.execute(self._empty_staging)
                 return stored
+            parameters = driver.getlimit(SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+            top = _floor_power_of_two(min(self.ROWS, parameters // self._width))
             start = stored = 0
-            for size in _chunk_sizes(len(rows), self.ROWS):
-                cursor.execute(self._statements[size], tuple(chain.from_iterable(rows[start : start + size])))
+            for size in _chunk_sizes(len(rows), top):
+                cursor.execute(self._statement(size), tuple(chain.from_iterable(rows[start : start + size])))
                 stored += cursor.rowcount
                 start += size
             return stored
         finally:
             cursor.close()
 
+    def _statement(self, rows: int) -> str:
+        statement = self._statements.get(rows)
+        if statement is None:
+            statement = self._statements[rows] = self._head + ", ".join([self._row] * rows) + " ON CONFLICT DO NOTHING"
+        return statement
 
-def _powers_of_two(top: int) -> list[int]:
-    return [1 << k for k in range(top.bit_length()) if 1 << k <= top]
+
+def _floor_power_of_two(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
 
 
 def _chunk_sizes(count: int, top: int) -> list[int]:

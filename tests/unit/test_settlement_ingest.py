@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
 
 import pytest
 from sqlalchemy import func, select
@@ -134,13 +135,26 @@ def test_every_acked_passage_is_committed_when_submit_returns(ingest: PassageIng
     assert stored(db, StayRow) == 6 * 300
 
 
+def test_inserts_keep_within_a_lower_sqlite_parameter_limit(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'limit.db'}")
+    upgrade(database, "platform")
+    ingest = PassageIngest(database, ManualClock(NOW), threading.Event())
+    entries = [entry() for _ in range(300)]
+    job = ingest.prepare("lot-a", [*entries, *(exit_of(e) for e in entries[:100])])
+    with database.writer.connect() as conn:
+        conn.connection.driver_connection.setlimit(SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # type: ignore[union-attr]
+        ingest._commit(conn, [job])
+    assert (stored(database, PassageRow), stored(database, StayRow)) == (400, 100)
+    database.dispose()
+
+
 def test_a_stay_is_its_row_less_the_instant_received() -> None:
     assert (*Stay._fields, "received_us") == STAY_COLUMNS
     assert Decision(Ack.ACCEPTED).stay is None
 
 
 def test_chunks_are_full_statements_then_powers_of_two() -> None:
-    assert _chunk_sizes(2 * 2048 + 5, 2048) == [2048, 2048, 4, 1]
+    assert _chunk_sizes(2 * 8192 + 5, 8192) == [8192, 8192, 4, 1]
     assert _chunk_sizes(0, 2048) == []
 
 
