@@ -88,7 +88,8 @@ class Platform:
         from card_service.store import HotReads
 
         # Runs on every lot call: a raw prepared read, no pool checkout or Core execution.
-        authenticator = TokenAuthenticator(admin_token=settings.admin_token, lot_lookup=HotReads(db).lot_for_token)
+        self.token_reads = HotReads(db)
+        authenticator = TokenAuthenticator(admin_token=settings.admin_token, lot_lookup=self.token_reads.lot_for_token)
         options = ServerOptions(
             listen=settings.listen,
             insecure=settings.insecure,
@@ -114,4 +115,5 @@ class Platform:
         self.server.stop(grace)
         for worker in self.ctx.workers:
             worker.join(timeout=10)
+        self.token_reads.close()
         self.ctx.db.dispose()
