@@ -239,3 +239,24 @@ def test_white_or_black_on_an_ordinary_plate_is_taken_for_blue_or_yellow(
     dim_blue = np.full((40, 130, 3), (70, 55, 50), np.uint8)  # BGR: a blue plate at dusk
     read = pipeline._likely_color(pipeline._Read(plate, color, 0.9), dim_blue)
     assert read is not None and read.color is expected and read.plate == plate
+
+
+def test_the_segmenting_reader_skips_a_cut_covered_by_a_surer_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of two overlapping cuts, the one the sequence reader is surer of is read first; once its
+    fused read passes ``covered_at`` the other is not read again. A cut elsewhere still is."""
+    seen: list[int] = []
+
+    def read_crop(cut: np.ndarray, hint: object = None, color: object = None) -> pipeline._Read:
+        seen.append(int(cut[0, 0, 0]))
+        return pipeline._Read("京A12345", PlateColor.BLUE, 0.99)
+
+    monkeypatch.setattr(pipeline, "_read_crop", read_crop)
+    cuts = [np.full((8, 16, 3), i, np.uint8) for i in range(3)]
+    wholes = [pipeline._Read("京A12345", PlateColor.BLUE, c) for c in (0.6, 0.9, 0.8)]
+    boxes = [np.array(b, np.float64) for b in ([0, 0, 100, 30], [2, 0, 102, 30], [300, 0, 400, 30])]
+    reads = pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=0.5)  # fused: 0.99 · 0.7
+    assert seen == [1, 2]  # surest first; cut 0 overlaps cut 1's sure read
+    assert reads[0] is None and reads[1] is not None and reads[2] is not None
+    seen.clear()
+    pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=1.0)  # nothing is sure enough
+    assert sorted(seen) == [0, 1, 2]
