@@ -78,9 +78,11 @@ def _serve(db_url: str, data_dir: str, pipe) -> None:  # type: ignore[no-untyped
     address and the lots' tokens, serves until told to stop, then sends how many passages it holds."""
     from sqlalchemy import func, select
 
+    from crosspark import logs
     from settlement.store import PassageRow
     from tests.support import add_settlement_lot, running_platform
 
+    logs.configure("warning", "console")  # a spawned process starts unconfigured: keep stdout for the report
     with running_platform(Path(data_dir), db_url=db_url, clock=ManualClock(NOW), scheduler=False) as platform:
         tokens = {f"lot-{n}": add_settlement_lot(platform, f"lot-{n}", registered_at=NOW) for n in range(LOTS)}
         pipe.send((platform.address, tokens))
