@@ -102,27 +102,3 @@ def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
     color = PlateColor.WHITE if val >= _LIGHT_VALUE else PlateColor.BLACK
     confidence = min(1.0, abs(val - _LIGHT_VALUE) / 60.0) * (1.0 - min(1.0, sat / 40.0) * 0.5)
     return color, float(confidence)
-
-
-#: How much more of a washed-out plate's saturation yellow must carry than blue to be taken for
-#: yellow (``blue_or_yellow``): blue plates are several times commoner, and lamps and dusk cast a
-#: yellow light on them.
-YELLOW_OVER_BLUE = 3.0
-
-
-def blue_or_yellow(plate_bgr: np.ndarray) -> PlateColor:
-    """Blue or yellow by the hue that carries the plate's saturation (yellow only by a margin,
-    ``YELLOW_OVER_BLUE``): the likelier colour of an ordinary plate whose own colour
-    (``plate_color``) came out white or black for want of saturation (a dim, grey or washed-out
-    blue or yellow plate). On the road, ordinary plates are blue or yellow; white and black ones
-    carry their own marks (警, 港 澳 领 使)."""
-    img = np.asarray(plate_bgr)
-    if img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
-    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).reshape(-1, 3)
-    hue, sat = hsv[:, 0], hsv[:, 1].astype(np.float64)
-    lo, hi = _HUES["yellow"]
-    yellow = sat[(hue >= lo) & (hue < hi)].sum()
-    lo, hi = _HUES["blue"]
-    blue = sat[(hue >= lo) & (hue < hi)].sum()
-    return PlateColor.YELLOW if yellow > YELLOW_OVER_BLUE * blue else PlateColor.BLUE

@@ -18,7 +18,6 @@ the most probable valid plate, as confident as its weakest slot:
   (two independent opinions, ``_fused``): reads they agree on grow surer, a slot they dispute ends
   as unsure as the product leaves it, and a read that only one of them makes is discounted.
 
-An ordinary plate read as white or black is taken for a dim blue or yellow one (``_likely_color``).
 Reads below ``MIN_CONFIDENCE`` are dropped (a wrong plate is worse than none at a gate); one read
 is kept per plate. The environment variable ``CROSSPARK_PLATE_READER`` overrides ``READER``.
 """
@@ -38,7 +37,7 @@ import numpy as np
 from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
 from crosspark.plate import PlateError, usual_colors
 from recognition_core.classify import load_classifier, prepare_glyph
-from recognition_core.color import blue_or_yellow, is_dark_text, plate_color
+from recognition_core.color import is_dark_text, plate_color
 from recognition_core.decode import best_plate
 from recognition_core.locate import (
     CROP_MARGIN_X,
@@ -313,7 +312,7 @@ def _read_cuts(
         reads = _sequence_reads(cuts, tight)
     if kind == "combined":
         reads = _combined_reads(cuts, hints, reads, boxes, covered_at)
-    return [_likely_color(read, cut) for read, cut in zip(reads, cuts, strict=True)]
+    return reads
 
 
 def _combined_reads(
@@ -344,17 +343,6 @@ def _combined_reads(
         if boxes is not None and read is not None and read.confidence >= covered_at:
             sure.append(boxes[i])
     return reads
-
-
-def _likely_color(read: _Read | None, cut: np.ndarray) -> _Read | None:
-    """``read`` with blue or yellow (``blue_or_yellow``) for white or black when its characters do
-    not mark it as a white or black plate (警; 港 澳 领 使): such colours on an ordinary plate are
-    nearly always a dim or washed-out blue or yellow one."""
-    if read is None or read.color not in (PlateColor.WHITE, PlateColor.BLACK):
-        return read
-    if usual_colors(read.plate) == {read.color}:
-        return read
-    return _Read(read.plate, blue_or_yellow(cut), read.confidence, read.rows)
 
 
 def _read_cut(kind: str, crop: np.ndarray, hint: PlateColor | None, tight: bool) -> _Read | None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from crosspark.identity import PlateColor
-from recognition_core.color import blue_or_yellow, is_dark_text, plate_color
+from recognition_core.color import is_dark_text, plate_color
 from recognition_core.synth import FontMissingError, random_plate, render_plate
 
 try:
@@ -41,15 +41,6 @@ def test_plate_color_reads_a_dim_desaturated_blue_plate_as_blue():
     image = np.full((40, 130, 3), (95, 75, 60), np.uint8)  # BGR: a blue plate in the shade
     image[10:30, 10:120:12] = 200
     assert plate_color(image)[0] is PlateColor.BLUE
-
-
-@pytest.mark.parametrize("color", [PlateColor.BLUE, PlateColor.YELLOW])
-def test_blue_or_yellow_finds_the_hue_of_a_washed_out_plate(color):
-    # nearly grey: a fifth of the colour left over a grey of the same brightness
-    image = rendered(color, 5).astype(np.float32)
-    grey = image.mean(axis=2, keepdims=True)
-    washed = (0.2 * image + 0.8 * grey).astype(np.uint8)
-    assert blue_or_yellow(washed) is color
 
 
 def test_plate_color_rejects_a_gray_image():
