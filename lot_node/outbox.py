@@ -19,7 +19,6 @@ import structlog
 
 from crosspark.clock import Clock
 from crosspark.db import Database
-from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
 from crosspark.v1 import settlement_pb2, settlement_pb2_grpc
 from lot_node import store
 from lot_node.convert import DIRECTION_TO_PB, flags_to_pb, identity_to_pb, timestamp
@@ -39,22 +38,13 @@ class StreamBroken(Exception):
 
 
 def passage_to_pb(row: store.PassageRow, lot_id: str) -> settlement_pb2.Passage:
-    identity = VehicleIdentity(
-        plate=row.plate,
-        color=PlateColor(row.color),
-        source=IdentitySource(row.source),
-        confidence=row.confidence,
-        obu_serial=row.obu_serial,
-        obu_issuer=row.obu_issuer,
-        vehicle_class=row.vehicle_class,
-    )
-    flags = frozenset(Flag(f) for f in row.flags.split(",") if f)
+    flags = row.flag_set()
     message = settlement_pb2.Passage(
         passage_id=row.passage_id,
         lot_id=lot_id,
         gate_id=row.gate_id,
         direction=DIRECTION_TO_PB[Direction(row.direction)],
-        vehicle=identity_to_pb(identity),
+        vehicle=identity_to_pb(row.identity()),
         occurred_at=timestamp(row.occurred_at),
         card_id=row.card_id,
         stay_id=row.stay_id,

@@ -427,15 +427,11 @@ def _closing_passage(closure: StayClosure, gate_id: str, now: datetime) -> dict[
 
 def _decision_from_row(row: store.PassageRow) -> Decision:
     """The decision a passage recorded (a device's retried request gets the same answer)."""
-    identity = VehicleIdentity(
-        plate=row.plate, color=PlateColor(row.color), source=IdentitySource(row.source), confidence=row.confidence,
-        obu_serial=row.obu_serial, obu_issuer=row.obu_issuer, vehicle_class=row.vehicle_class,
-    )
-    flags = frozenset(Flag(f) for f in row.flags.split(",") if f)
+    flags = row.flag_set()
     return Decision(
         passage_id=row.passage_id,
         direction=Direction(row.direction),
-        identity=identity,
+        identity=row.identity(),
         occurred_at=row.occurred_at,
         open=row.opened,
         kind=VehicleKind(row.kind),

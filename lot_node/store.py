@@ -41,7 +41,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from crosspark.db import LotBase
+from crosspark.identity import IdentitySource, PlateColor, VehicleIdentity
 from crosspark.types import UtcDateTime
+from lot_node.gate import Flag
 
 # Stay states.
 OPEN = "OPEN"
@@ -120,6 +122,17 @@ class PassageRow(LotBase):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Set when the platform acknowledged it (ACCEPTED or DUPLICATE).
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+    def identity(self) -> VehicleIdentity:
+        """The vehicle identity the gate decided on."""
+        return VehicleIdentity(
+            plate=self.plate, color=PlateColor(self.color), source=IdentitySource(self.source),
+            confidence=self.confidence, obu_serial=self.obu_serial, obu_issuer=self.obu_issuer,
+            vehicle_class=self.vehicle_class,
+        )
+
+    def flag_set(self) -> frozenset[Flag]:
+        return frozenset(Flag(f) for f in self.flags.split(",") if f)
 
 
 class OutboxRow(LotBase):
