@@ -8,7 +8,10 @@ plain NumPy (im2col + one matrix product per layer), so no deep-learning framewo
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -18,6 +21,7 @@ from crosspark.plate import ALPHABET
 #: (height, width) of a prepared glyph; a plate character is 45 × 90 mm, so 1 : 2.
 GLYPH_SHAPE = (32, 16)
 WEIGHTS_FILE = "chars.npz"
+T = TypeVar("T")
 
 _MIN_CONTRAST = 24.0
 
@@ -177,12 +181,18 @@ def _single_threaded_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+def load_shipped(file_name: str, load: Callable[[Path], T], what: str, train_command: str) -> T:
+    """``load`` of the weights file shipped in ``recognition_core/weights`` (pinning NumPy's BLAS
+    to one thread first); a missing file names the command that makes it."""
+    _single_threaded_blas()
+    ref = resources.files("recognition_core").joinpath("weights", file_name)
+    with resources.as_file(ref) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} weights missing: {path}; run `{train_command}`")
+        return load(path)
+
+
 @functools.cache
 def load_classifier() -> CharClassifier:
     """The shipped classifier (loaded once per process; pins NumPy's BLAS to one thread)."""
-    _single_threaded_blas()
-    ref = resources.files("recognition_core").joinpath("weights", WEIGHTS_FILE)
-    with resources.as_file(ref) as path:
-        if not path.is_file():
-            raise FileNotFoundError(f"classifier weights missing: {path}; run `python -m recognition_core.train`")
-        return CharClassifier.from_npz(path)
+    return load_shipped(WEIGHTS_FILE, CharClassifier.from_npz, "classifier", "python -m recognition_core.train")

@@ -12,7 +12,6 @@ only (im2col and one matrix product per layer, batch norm folded into the weight
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
 import cv2
 import numpy as np
@@ -191,11 +190,6 @@ def decode_columns(proba: np.ndarray, first: np.ndarray | None = None) -> tuple[
 @functools.cache
 def load_reader() -> PlateReader:
     """The shipped reader (loaded once per process; pins NumPy's BLAS to one thread)."""
-    from recognition_core.classify import _single_threaded_blas
+    from recognition_core.classify import load_shipped
 
-    _single_threaded_blas()
-    ref = resources.files("recognition_core").joinpath("weights", WEIGHTS_FILE)
-    with resources.as_file(ref) as path:
-        if not path.is_file():
-            raise FileNotFoundError(f"reader weights missing: {path}; run `python -m recognition_core.train.reader`")
-        return PlateReader.from_npz(path)
+    return load_shipped(WEIGHTS_FILE, PlateReader.from_npz, "reader", "python -m recognition_core.train.reader")
