@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,19 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident memory now (Linux), MB, of process ``pid`` (default this one). Without
+    ``/proc``, this process's peak as getrusage reports it."""
+    status = Path(f"/proc/{pid or 'self'}/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    raise RuntimeError(f"no resident memory figure for process {pid}")
 
 
 def percentiles(samples_s: Sequence[float]) -> dict[str, float]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _harness import Report, parser, percentiles, time_each
+from _harness import Report, parser, percentiles, rss_mb, time_each
 
 KEY = hashlib.sha256(b"bench-card-hash-key").digest()
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -304,13 +304,6 @@ db.dispose()
 """
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 def _lot_node_rss(workdir: Path, cards: int, photo: bytes) -> tuple[float, float, float]:
     """Start a real ``crosspark lot serve`` on a store holding ``cards`` cards (filled by another
     process); its resident memory once it is listening, and after a Pass with a photo (the
@@ -340,14 +333,14 @@ def _lot_node_rss(workdir: Path, cards: int, photo: bytes) -> tuple[float, float
         else:
             raise RuntimeError(f"lot serve exited with {process.wait()}")
         time.sleep(1.0)  # let the start-up garbage settle (not a timing measure)
-        started = _rss_mb(process.pid)
+        started = rss_mb(process.pid)
         with grpc.insecure_channel(listen) as channel:
             start = time.perf_counter()
             gate_pb2_grpc.GateServiceStub(channel).Pass(
                 gate_pb2.PassRequest(gate_id="g1", direction=settlement_pb2.DIRECTION_ENTRY, image=photo), timeout=60
             )
             load_s = time.perf_counter() - start
-        return started, _rss_mb(process.pid), load_s
+        return started, rss_mb(process.pid), load_s
     finally:
         process.terminate()
         process.wait(timeout=30)
