@@ -166,6 +166,7 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
         self.watch = card_list.VersionWatch(ctx.db)
         self.env = service.CardEnv(ctx.db, ctx.clock.now, ctx.settings.time_zone, changed=self.watch.poke)
         self.seen = service.SeenRecorder(ctx.db)
+        ctx.spawn("lot-seen-writer", self.seen.run)
         self.reads = store.HotReads(ctx.db)
 
     def ApplyCard(self, request: cards_pb2.ApplyCardRequest, context: Any) -> cards_pb2.Card:
@@ -237,9 +238,10 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, ctx: PlatformContext, env: service.CardEnv) -> None:
+    def __init__(self, ctx: PlatformContext, env: service.CardEnv, seen: service.SeenRecorder) -> None:
         self.ctx = ctx
         self.env = env
+        self.seen = seen
 
     def RegisterLot(self, request: admin_pb2.RegisterLotRequest, context: Any) -> admin_pb2.LotCredentials:
         return credentials_message(service.register_lot(self.env, lot_values(request.lot)))
@@ -258,7 +260,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return credentials_message(service.rotate_lot_credentials(self.env, request.lot_id))
 
     def LotStatus(self, request: admin_pb2.LotStatusRequest, context: Any) -> admin_pb2.LotStatusResponse:
-        status = service.lot_status(self.env, request.lot_id)
+        status = service.lot_status(self.env, request.lot_id, self.seen)
         reply = admin_pb2.LotStatusResponse(
             lot=lot_message(status.lot),
             card_version_held=status.card_version_held,
@@ -283,7 +285,7 @@ def services(ctx: PlatformContext) -> list[Registration]:
         ),
         Registration(
             admin_pb2_grpc.add_AdminServiceServicer_to_server,
-            AdminServicer(ctx, cards.env),
+            AdminServicer(ctx, cards.env, cards.seen),
             admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
         ),
     ]

@@ -18,6 +18,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 
 from card_service import domain, store
@@ -34,6 +35,8 @@ PRUNE_SLACK = 10_000
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 CARD_HASH_KEY_BYTES = 32
+
+log = structlog.get_logger("card_service")
 
 
 @dataclass(frozen=True)
@@ -308,23 +311,65 @@ def check_membership(
 
 
 class SeenRecorder:
-    """Writes a lot's ``last_seen_at`` at most once per ``interval`` seconds per process, so a lot
-    checking a thousand vehicles a second costs one write every half minute."""
+    """When each lot was last seen calling, written to ``lots.last_seen_at`` off the calling
+    thread. A membership check only notes the instant in memory; a writer thread stores it the
+    first time a lot is seen and then at most once per ``interval`` seconds a lot (a lot checking a
+    thousand vehicles a second costs one write every half minute), so no call waits for the
+    database's write lock (held for whole group commits by ingest) or for a commit's flush.
+    ``last_seen`` answers from memory what is not written yet."""
 
     def __init__(self, db: Database, interval: float = 30.0) -> None:
         self._db = db
         self._interval = interval
+        self._latest: dict[str, datetime] = {}
+        self._stored: dict[str, datetime] = {}
         self._written: dict[str, float] = {}
+        self._wake = threading.Event()
         self._lock = threading.Lock()
 
     def seen(self, lot_id: str, at: datetime) -> None:
+        with self._lock:
+            self._latest[lot_id] = at
+            if lot_id in self._written:
+                return
+            self._written[lot_id] = -1e18  # never written: due at once
+        self._wake.set()
+
+    def last_seen(self, lot_id: str) -> datetime | None:
+        """The latest instant this process saw ``lot_id``, written or not."""
+        with self._lock:
+            return self._latest.get(lot_id)
+
+    def run(self, stop: threading.Event) -> None:
+        """The writer thread: writes what is due until ``stop``, then everything not written."""
+        while not stop.is_set():
+            self._wake.wait(1.0)
+            try:
+                self.flush()
+            except Exception as exc:  # the database is away for a moment: the lots stay due
+                log.warning("lot.seen_write_failed", error=str(exc))
+                stop.wait(1.0)
+        self.flush(everything=True)
+
+    def flush(self, *, everything: bool = False) -> None:
+        """Write, in one transaction, the instants not written yet of the lots last written at
+        least ``interval`` seconds ago (of every lot with ``everything``)."""
         tick = time.monotonic()
         with self._lock:
-            if tick - self._written.get(lot_id, -1e18) < self._interval:
-                return
-            self._written[lot_id] = tick
+            self._wake.clear()
+            due = {
+                lot_id: at
+                for lot_id, at in self._latest.items()
+                if at != self._stored.get(lot_id) and (everything or tick - self._written[lot_id] >= self._interval)
+            }
+        if not due:
+            return
         with self._db.session() as session:
-            store.touch_lot(session, lot_id, {"last_seen_at": at})
+            for lot_id, at in sorted(due.items()):
+                store.touch_lot(session, lot_id, {"last_seen_at": at})
+        with self._lock:
+            self._stored.update(due)
+            self._written.update(dict.fromkeys(due, tick))
 
 
 # --- lots ----------------------------------------------------------------------------------------
@@ -454,7 +499,8 @@ def rotate_lot_credentials(env: CardEnv, lot_id: str) -> LotCredentials:
     return LotCredentials(lot, token, key)
 
 
-def lot_status(env: CardEnv, lot_id: str) -> LotStatus:
+def lot_status(env: CardEnv, lot_id: str, seen: SeenRecorder | None = None) -> LotStatus:
+    """The lot and how it stands; ``seen`` adds a last call this process has not written yet."""
     domain.check_lot_id(lot_id)
     now = env.now()
     with env.db.read_session() as session:
@@ -464,9 +510,10 @@ def lot_status(env: CardEnv, lot_id: str) -> LotStatus:
         latest, _ = store.read_versions(session)
         received = _passages_received(session, lot_id)
         stream_seen = row.card_stream_seen_at
+        last_seen = max(filter(None, (row.last_seen_at, seen and seen.last_seen(lot_id))), default=None)
         return LotStatus(
             lot=store.lot_of(row),
-            last_seen_at=row.last_seen_at,
+            last_seen_at=last_seen,
             card_version_held=row.card_version_held,
             card_version_latest=latest,
             outbox_depth=row.outbox_depth,

@@ -3,6 +3,7 @@ domain errors to status codes and counts calls, so servicers stay thin."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,34 +86,55 @@ def _behavior(handler: grpc.RpcMethodHandler) -> Callable[..., Any]:
 
 class ServerInterceptor(grpc.ServerInterceptor):
     """Authentication and authorisation from each method's ``access`` option; domain errors to
-    status codes (with ``BadRequest`` details); per-method metrics."""
+    status codes (with ``BadRequest`` details); per-method metrics.
+
+    The wrapped handler of a (method, principal) pair is built once and kept: a membership check
+    a millisecond should not pay for new closures, handler objects and metric label lookups."""
+
+    #: Wrapped handlers kept at most (methods × principals: a platform with thousands of lots).
+    MAX_KEPT = 65_536
 
     def __init__(self, authenticator: TokenAuthenticator) -> None:
         self._auth = authenticator
+        self._kept: dict[tuple[str, Principal], grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
         method = handler_call_details.method
-        access = method_access(method)
+        access = _access(method)
         if access is None:  # health checking, reflection
-            return handler
+            return continuation(handler_call_details)
         principal = self._auth.authenticate(bearer(handler_call_details.invocation_metadata))
         verdict = allowed(access, principal, gate_open=self._auth.gate_open)
         if verdict is None:
-            return self._refuse(handler, method, grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
-        if verdict is False:
-            assert principal is not None
             return self._refuse(
-                handler,
+                continuation(handler_call_details),
+                method,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or invalid bearer token",
+            )
+        assert principal is not None
+        if verdict is False:
+            return self._refuse(
+                continuation(handler_call_details),
                 method,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{principal.role.value} credential may not call {method}",
             )
-        return self._wrap(handler, method, principal)
+        handler = self._kept.get((method, principal))
+        if handler is None:
+            original = continuation(handler_call_details)
+            if original is None:
+                return None
+            handler = self._wrap(original, method, principal)
+            if len(self._kept) >= self.MAX_KEPT:
+                self._kept.clear()
+            self._kept[(method, principal)] = handler
+        return handler
 
     def _refuse(self, handler, method: str, code: grpc.StatusCode, message: str):  # type: ignore[no-untyped-def]
+        if handler is None:
+            return None
+
         def refuse(_request, context):  # type: ignore[no-untyped-def]
             RPC_TOTAL.labels(method, code.name).inc()
             context.abort(code, message)
@@ -124,6 +146,12 @@ class ServerInterceptor(grpc.ServerInterceptor):
     def _wrap(self, handler, method: str, principal: Principal | None):  # type: ignore[no-untyped-def]
         behavior = _behavior(handler)
         streaming_response = bool(handler.unary_stream or handler.stream_stream)
+        seconds = RPC_SECONDS.labels(method)
+        succeeded = RPC_TOTAL.labels(method, "OK")
+
+        def done(started: float, code: str) -> None:
+            seconds.observe(time.perf_counter() - started)
+            (succeeded if code == "OK" else RPC_TOTAL.labels(method, code)).inc()
 
         if streaming_response:
 
@@ -139,8 +167,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
                     code = context.code().name if context.code() else "INTERNAL"  # aborted or crashed
                     raise
                 finally:
-                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-                    RPC_TOTAL.labels(method, code).inc()
+                    done(started, code)
 
         else:
 
@@ -156,12 +183,17 @@ class ServerInterceptor(grpc.ServerInterceptor):
                     code = context.code().name if context.code() else "INTERNAL"
                     raise
                 finally:
-                    RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-                    RPC_TOTAL.labels(method, code).inc()
+                    done(started, code)
 
         return _handler_factory(handler)(
             call, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _access(method: str) -> int | None:
+    """``method_access`` of a method, looked up in the descriptor pool once."""
+    return method_access(method)
 
 
 class BearerClientInterceptor(

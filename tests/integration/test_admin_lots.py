@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
 import sqlalchemy as sa
 
+from card_service import store
+from card_service.service import SeenRecorder
 from crosspark.clock import ManualClock
 from crosspark.platform import Platform
 from crosspark.rpc import bad_request_violations
 from crosspark.v1 import admin_pb2, admin_pb2_grpc, cards_pb2, cards_pb2_grpc, common_pb2
-from tests.support import channel_to, running_platform
+from tests.support import channel_to, insert_lot, running_platform
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 
@@ -46,12 +48,15 @@ def register(
     return admin.RegisterLot(admin_pb2.RegisterLotRequest(lot=lot))
 
 
-def lot_call(platform: Platform, token: str, lot_id: str = "lot-a") -> cards_pb2.MembershipAnswer:
+def lot_call(
+    platform: Platform, token: str, lot_id: str = "lot-a", timeout: float | None = None
+) -> cards_pb2.MembershipAnswer:
     stub = cards_pb2_grpc.CardServiceStub(channel_to(platform, token))
     return stub.CheckMembership(
         cards_pb2.CheckMembershipRequest(
             lot_id=lot_id, vehicle=common_pb2.VehicleIdentity(plate="粤B12345", color=common_pb2.PLATE_COLOR_BLUE)
-        )
+        ),
+        timeout=timeout,
     )
 
 
@@ -178,6 +183,44 @@ def test_status_records_when_the_lot_was_last_seen(platform: Platform, admin: ad
     lot_call(platform, credentials.token)
     status = admin.LotStatus(admin_pb2.LotStatusRequest(lot_id="lot-a"))
     assert status.last_seen_at.ToDatetime(tzinfo=UTC) == NOW
+
+
+def stored_last_seen(platform: Platform, lot_id: str = "lot-a") -> datetime | None:
+    with platform.ctx.db.read_session() as session:
+        row = store.get_lot(session, lot_id)
+        assert row is not None
+        return row.last_seen_at
+
+
+def test_a_membership_check_does_not_wait_for_the_database_write_lock(
+    platform: Platform, admin: admin_pb2_grpc.AdminServiceStub
+) -> None:
+    """The instant a lot was seen is written by a thread of its own: a check answers while another
+    transaction holds the write lock (before, it waited for it, up to the 30 s busy timeout)."""
+    credentials = register(admin)
+    with platform.ctx.db.session() as session:  # BEGIN IMMEDIATE: the write lock, until the block ends
+        session.execute(sa.text("UPDATE lots SET vendor = vendor"))
+        answer = lot_call(platform, credentials.token, timeout=10)
+        status = admin.LotStatus(admin_pb2.LotStatusRequest(lot_id="lot-a"))
+    assert answer.status == cards_pb2.MEMBERSHIP_STATUS_NOT_MEMBER
+    assert status.last_seen_at.ToDatetime(tzinfo=UTC) == NOW  # not written yet: answered from memory
+    platform.stop(grace=0)  # stopping writes what is left
+    assert stored_last_seen(platform) == NOW
+
+
+def test_a_lot_seen_again_is_written_once_per_interval(tmp_path: Path) -> None:
+    with running_platform(tmp_path, clock=ManualClock(NOW), scheduler=False) as platform:
+        insert_lot(platform, "lot-a")
+    recorder = SeenRecorder(platform.ctx.db, interval=3600)
+    later = NOW + timedelta(minutes=5)
+    recorder.seen("lot-a", NOW)
+    recorder.flush()
+    assert stored_last_seen(platform) == NOW  # first sight: written at once
+    recorder.seen("lot-a", later)
+    recorder.flush()
+    assert stored_last_seen(platform) == NOW and recorder.last_seen("lot-a") == later  # within the interval
+    recorder.flush(everything=True)
+    assert stored_last_seen(platform) == later
 
 
 def test_status_reports_the_outbox_lag_the_lot_reported(
