@@ -510,7 +510,9 @@ def lot_status(env: CardEnv, lot_id: str, seen: SeenRecorder | None = None) -> L
         latest, _ = store.read_versions(session)
         received = _passages_received(session, lot_id)
         stream_seen = row.card_stream_seen_at
-        last_seen = max(filter(None, (row.last_seen_at, seen and seen.last_seen(lot_id))), default=None)
+        unwritten = seen.last_seen(lot_id) if seen is not None else None
+        candidates = [at for at in (row.last_seen_at, unwritten) if at is not None]
+        last_seen = max(candidates) if candidates else None
         return LotStatus(
             lot=store.lot_of(row),
             last_seen_at=last_seen,
