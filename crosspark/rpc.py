@@ -88,66 +88,50 @@ class ServerInterceptor(grpc.ServerInterceptor):
     """Authentication and authorisation from each method's ``access`` option; domain errors to
     status codes (with ``BadRequest`` details); per-method metrics.
 
-    The wrapped handler of a (method, principal) pair is built once and kept: a membership check
-    a millisecond should not pay for new closures, handler objects and metric label lookups."""
-
-    #: Wrapped handlers kept at most (methods × principals: a platform with thousands of lots).
-    MAX_KEPT = 65_536
+    gRPC runs ``intercept_service`` on the server's one serving thread, which also moves every
+    call's events: anything slow there delays every call behind it. So it only hands out the
+    method's wrapped handler (built once per method); the caller is authenticated in the handler,
+    on the worker thread that runs the call."""
 
     def __init__(self, authenticator: TokenAuthenticator) -> None:
         self._auth = authenticator
-        self._kept: dict[tuple[str, Principal], grpc.RpcMethodHandler] = {}
+        self._kept: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         method = handler_call_details.method
+        handler = self._kept.get(method)
+        if handler is not None:
+            return handler
         access = _access(method)
-        if access is None:  # health checking, reflection
-            return continuation(handler_call_details)
-        principal = self._auth.authenticate(bearer(handler_call_details.invocation_metadata))
-        verdict = allowed(access, principal, gate_open=self._auth.gate_open)
-        if verdict is None:
-            return self._refuse(
-                continuation(handler_call_details),
-                method,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or invalid bearer token",
-            )
-        assert principal is not None
-        if verdict is False:
-            return self._refuse(
-                continuation(handler_call_details),
-                method,
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{principal.role.value} credential may not call {method}",
-            )
-        handler = self._kept.get((method, principal))
-        if handler is None:
-            original = continuation(handler_call_details)
-            if original is None:
-                return None
-            handler = self._wrap(original, method, principal)
-            if len(self._kept) >= self.MAX_KEPT:
-                self._kept.clear()
-            self._kept[(method, principal)] = handler
+        handler = continuation(handler_call_details)
+        if access is None or handler is None:  # health checking, reflection; unknown methods
+            return handler
+        handler = self._kept[method] = self._wrap(handler, method, access)
         return handler
 
-    def _refuse(self, handler, method: str, code: grpc.StatusCode, message: str):  # type: ignore[no-untyped-def]
-        if handler is None:
-            return None
+    def _principal(self, context: grpc.ServicerContext, method: str, access: int) -> Principal | None:
+        """The authenticated caller allowed to call ``method`` (None for a gate call where gate calls
+        need no credential); aborts the call otherwise."""
+        principal = self._auth.authenticate(bearer(context.invocation_metadata()))  # type: ignore[arg-type]
+        verdict = allowed(access, principal, gate_open=self._auth.gate_open)
+        if verdict is None:
+            code, message = grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
+        elif verdict is False:
+            assert principal is not None
+            code = grpc.StatusCode.PERMISSION_DENIED
+            message = f"{principal.role.value} credential may not call {method}"
+        else:
+            return principal  # None only for a gate call with no gate credential configured
+        RPC_TOTAL.labels(method, code.name).inc()
+        context.abort(code, message)
+        raise AssertionError("abort returned")  # abort raises
 
-        def refuse(_request, context):  # type: ignore[no-untyped-def]
-            RPC_TOTAL.labels(method, code.name).inc()
-            context.abort(code, message)
-
-        return _handler_factory(handler)(
-            refuse, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
-
-    def _wrap(self, handler, method: str, principal: Principal | None):  # type: ignore[no-untyped-def]
+    def _wrap(self, handler, method: str, access: int):  # type: ignore[no-untyped-def]
         behavior = _behavior(handler)
         streaming_response = bool(handler.unary_stream or handler.stream_stream)
         seconds = RPC_SECONDS.labels(method)
         succeeded = RPC_TOTAL.labels(method, "OK")
+        principal_for = self._principal
 
         def done(started: float, code: str) -> None:
             seconds.observe(time.perf_counter() - started)
@@ -156,6 +140,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
         if streaming_response:
 
             def call(request, context):  # type: ignore[no-untyped-def]
+                principal = principal_for(context, method, access)
                 started = time.perf_counter()
                 code = "OK"
                 try:
@@ -172,6 +157,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
         else:
 
             def call(request, context):  # type: ignore[no-untyped-def]
+                principal = principal_for(context, method, access)
                 started = time.perf_counter()
                 code = "OK"
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -139,3 +140,38 @@ def test_oversized_message_is_resource_exhausted(server: GrpcServer) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         cards(server, ADMIN).GetCard(huge)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_slow_token_lookup_holds_up_only_its_own_call() -> None:
+    """Callers are authenticated on the call's worker thread, not on the server's one serving
+    thread: while one lookup waits (a database busy for a moment), other calls are answered."""
+    entered, release = threading.Event(), threading.Event()
+
+    def lookup(token: str) -> str | None:
+        if token == "slow-token-bbbbbbbbbbbbbbbbbbbbbbbbbbb":
+            entered.set()
+            release.wait(30)
+        return LOT_TOKENS.get(token)
+
+    services = [Registration(cards_pb2_grpc.add_CardServiceServicer_to_server, FakeCards(), "crosspark.v1.CardService")]
+    running = GrpcServer(
+        ServerOptions(listen="127.0.0.1:0", insecure=True),
+        TokenAuthenticator(admin_token=ADMIN, lot_lookup=lookup),
+        services,
+    ).start()
+    try:
+        slow = cards(running, "slow-token-bbbbbbbbbbbbbbbbbbbbbbbbbbb").CheckMembership.future(
+            cards_pb2.CheckMembershipRequest(lot_id="lot-a")
+        )
+        assert entered.wait(10)
+        answer = cards(running, "lot-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaa").CheckMembership(
+            cards_pb2.CheckMembershipRequest(lot_id="lot-a"), timeout=10
+        )
+        assert answer.card_id == "lot:lot-a" and not slow.done()
+        release.set()
+        with pytest.raises(grpc.RpcError) as caught:
+            slow.result(timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        release.set()
+        running.stop(grace=0)
