@@ -9,9 +9,12 @@ other work inflates less). On ``ccpd-crops-dev``: exact reads of cut-out plates.
 kernel against its NumPy reference on the same input, in the same run.
 
 ``--reader combined|sequence|segment`` picks the plate reader (default: the pipeline's); the crop row also
-gives the exact rate on the 30 % of crops held out of training (``held``).
+gives the exact rate on the 30 % of crops held out of training (``held``). ``--curve`` adds the
+trade-off of the confidence threshold: read and false-read rates of the photos at each of
+``CURVE_THRESHOLDS`` (the whole pipeline at that ``min_confidence``, not a filter of one run's
+reads, since the threshold also decides which cuts are read a second time).
 
-``python bench/alpr_eval.py [--quick] [--json] [--data DIR] [--misses] [--reader KIND]``
+``python bench/alpr_eval.py [--quick] [--json] [--data DIR] [--misses] [--reader KIND] [--curve]``
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Report, parser, percentiles
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "alpr"
+#: Confidence thresholds of ``--curve``.
+CURVE_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 @contextmanager
@@ -82,8 +87,12 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def evaluate_photos(folder: Path, limit: int | None, misses: list[str], reader: str | None = None) -> dict[str, Any]:
-    from recognition_core.pipeline import ImageRefused, read_image, recognize
+def evaluate_photos(
+    folder: Path, limit: int | None, misses: list[str], reader: str | None = None, min_confidence: float | None = None
+) -> dict[str, Any]:
+    from recognition_core.pipeline import MIN_CONFIDENCE, ImageRefused, read_image, recognize
+
+    threshold = MIN_CONFIDENCE if min_confidence is None else min_confidence
 
     labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     if limit:
@@ -102,7 +111,7 @@ def evaluate_photos(folder: Path, limit: int | None, misses: list[str], reader: 
                 misses.append(f"{entry['file']}: refused")
                 continue
             start, cpu_start = time.perf_counter(), time.process_time()
-            found = recognize(image, reader=reader)
+            found = recognize(image, threshold, reader=reader)
             times.append(time.perf_counter() - start)
             cpu_times.append(time.process_time() - cpu_start)
             outputs += len(found)
@@ -259,9 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--reader", choices=("combined", "sequence", "segment"), help="plate reader (default: the pipeline's)"
     )
+    p.add_argument("--curve", action="store_true", help="read and false-read rates at each confidence threshold")
     args = p.parse_args(argv)
     # two tables for people (the data sets, the kernels); one JSON object for machines
     quality, kernels = Report("alpr_eval: dev data"), Report("alpr_eval: Cython kernels vs NumPy references")
+    curve = Report("alpr_eval: confidence threshold → read and false-read rates (easypr-dev)")
     misses: list[str] = []
     photos = args.data / "easypr-dev"
     crops = args.data / "ccpd-crops-dev"
@@ -280,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         if lat:
             quality.target("p50 per photo", lat["p50_ms"], 10.0, higher_is_better=False, unit=" ms")
             quality.target("p95 per photo", lat["p95_ms"], 30.0, higher_is_better=False, unit=" ms")
+        if args.curve:
+            for threshold in CURVE_THRESHOLDS:
+                m = evaluate_photos(photos, 25 if args.quick else None, [], args.reader, threshold)
+                curve.add(threshold=threshold, read=round(m["read_rate"], 4), false=round(m["false_read_rate"], 4),
+                          outputs=m["outputs"])  # fmt: skip
     else:
         print(f"no dev photos at {photos}: skipping the photo metrics", file=sys.stderr)
     if crops.is_dir():
@@ -297,9 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.misses:
         print("\n".join(misses), file=sys.stderr)
     if args.json:
-        combined = Report("alpr_eval", quality.rows + kernels.rows, quality.targets + kernels.targets)
+        combined = Report("alpr_eval", quality.rows + curve.rows + kernels.rows, quality.targets + kernels.targets)
         return combined.emit(True)
     quality.emit(False)
+    if curve.rows:
+        curve.emit(False)
     return kernels.emit(False)
 
 

@@ -40,26 +40,57 @@ def _hue_name(hue: float) -> str | None:
     return None
 
 
-def _votes(hsv: np.ndarray) -> dict[str, np.ndarray]:
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    chroma = (s >= _VOTE_SATURATION) & (v >= 40)
-    votes = {name: chroma & (h >= lo) & (h < hi) for name, (lo, hi) in _HUES.items()}
-    votes["light"] = ~chroma & (v >= _LIGHT_VALUE)
-    return votes
+def _share(hsv: np.ndarray, vote: str) -> float:
+    """The share of the pixels of ``hsv`` (a region of the plate) that vote ``vote``: a coloured
+    background hue (saturation and value at least ``_VOTE_SATURATION`` and 40), or ``light``
+    (unsaturated and at least ``_LIGHT_VALUE`` bright); NaN for an empty region."""
+    if hsv.size == 0:
+        return float("nan")
+    if vote == "light":
+        inside = cv2.inRange(hsv, (0, 0, _LIGHT_VALUE), (255, _VOTE_SATURATION - 1, 255))
+    else:
+        lo, hi = _HUES[vote]
+        inside = cv2.inRange(hsv, (lo, _VOTE_SATURATION, 40), (hi - 1, 255, 255))
+    return cv2.countNonZero(inside) / (hsv.shape[0] * hsv.shape[1])
 
 
-def _two_tone(votes: dict[str, np.ndarray]) -> tuple[PlateColor, float] | None:
-    """Yellow-green (yellow behind the first two characters) or blue-white (blue top, white bottom)."""
-    ih, iw = votes["blue"].shape
+def _two_tone(hsv: np.ndarray) -> tuple[PlateColor, float] | None:
+    """Yellow-green (yellow behind the first two characters) or blue-white (blue top, white bottom).
+    Each vote is counted only in the part of the plate that the test looks at, and only while the
+    tests before it pass."""
+    ih, iw = hsv.shape[:2]
     left, right = slice(0, round(0.22 * iw)), slice(round(0.3 * iw), None)
-    yellow_left, green_right = votes["yellow"][:, left].mean(), votes["green"][:, right].mean()
-    if yellow_left > 0.3 and green_right > 0.3 and votes["yellow"][:, right].mean() < 0.15:
-        return PlateColor.YELLOW_GREEN, float(min(1.0, (yellow_left + green_right) / 1.2))
+    yellow_left = _share(hsv[:, left], "yellow")
+    if yellow_left > 0.3:
+        green_right = _share(hsv[:, right], "green")
+        if green_right > 0.3 and _share(hsv[:, right], "yellow") < 0.15:
+            return PlateColor.YELLOW_GREEN, float(min(1.0, (yellow_left + green_right) / 1.2))
     strip = max(1, round(0.15 * ih))
-    blue_top, light_bottom = votes["blue"][:strip].mean(), votes["light"][-strip:].mean()
-    if blue_top > 0.5 and light_bottom > 0.7 and votes["blue"][-strip:].mean() < 0.1:
-        return PlateColor.BLUE_WHITE, float(min(1.0, (blue_top + light_bottom) / 1.4))
+    blue_top = _share(hsv[:strip], "blue")
+    if blue_top > 0.5:
+        light_bottom = _share(hsv[-strip:], "light")
+        if light_bottom > 0.7 and _share(hsv[-strip:], "blue") < 0.1:
+            return PlateColor.BLUE_WHITE, float(min(1.0, (blue_top + light_bottom) / 1.4))
     return None
+
+
+def _median_of(counts: np.ndarray) -> float:
+    """The median (as ``np.median`` gives it) of values 0, 1, 2, … counted ``counts`` times."""
+    ranks = counts.cumsum()
+    n = int(ranks[-1])
+    lower, upper = np.searchsorted(ranks, [(n - 1) // 2, n // 2], side="right")
+    return (int(lower) + int(upper)) / 2
+
+
+def _background_statistics(hsv: np.ndarray, background: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """The median saturation and value of the pixels of ``hsv`` where ``background`` (uint8) is
+    set, and their saturation summed by hue (180 bins), from histograms: no copy of the pixels.
+    Counts are exact in float32 and sums of integer saturations in float64, so this is what the
+    pixels themselves give."""
+    by_hue_sat = cv2.calcHist([hsv], [0, 1], background, [180, 256], [0, 180, 0, 256])
+    values = cv2.calcHist([hsv], [2], background, [256], [0, 256]).ravel()
+    saturation = by_hue_sat.astype(np.float64) @ np.arange(256, dtype=np.float64)
+    return _median_of(by_hue_sat.sum(axis=0)), _median_of(values), saturation
 
 
 def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
@@ -72,26 +103,23 @@ def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
     h, w = img.shape[:2]
     inner = img[round(0.1 * h) : h - round(0.1 * h), round(0.04 * w) : w - round(0.04 * w)]
     hsv = cv2.cvtColor(inner, cv2.COLOR_BGR2HSV)
-    two_tone = _two_tone(_votes(hsv))
+    two_tone = _two_tone(hsv)
     if two_tone is not None:
         return two_tone
 
     # The background is the larger side of an Otsu split of brightness; the characters the smaller.
     gray = cv2.cvtColor(inner, cv2.COLOR_BGR2GRAY)
     _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    bright = ink.astype(bool)
-    background = bright if bright.mean() >= 0.5 else np.logical_not(bright)
-    bg = hsv[background]
-    sat, val = float(np.median(bg[:, 1])), float(np.median(bg[:, 2]))
-    hist = np.bincount(bg[:, 0] // 6, weights=bg[:, 1].astype(np.float64), minlength=30)
-    hist = hist + np.roll(hist, 1) + np.roll(hist, -1)
+    background = ink if cv2.countNonZero(ink) >= 0.5 * ink.size else 1 - ink
+    sat, val, saturation = _background_statistics(hsv, background)  # saturation by hue
+    hist = saturation.reshape(30, 6).sum(axis=1)
+    hist = hist + np.concatenate((hist[-1:], hist[:-1])) + np.concatenate((hist[1:], hist[:1]))  # a circle
     hue = float(hist.argmax() * 6 + 3)
     name = _hue_name(hue)
     agreeing = 0.0
     if name is not None:
         lo, hi = _HUES[name]
-        in_band = (bg[:, 0] >= lo) & (bg[:, 0] < hi)
-        agreeing = float(bg[in_band, 1].sum(dtype=np.float64) / max(1.0, bg[:, 1].sum(dtype=np.float64)))
+        agreeing = float(saturation[lo:hi].sum() / max(1.0, saturation.sum()))
     # a coloured background has one hue (most of its saturation falls in one band); the hue of a
     # dark or gray background is sensor noise, spread wide
     lit = val >= 25 or (val >= 12 and sat >= 60)  # a deep blue plate at night is dark but saturated

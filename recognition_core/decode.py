@@ -54,6 +54,10 @@ _FORMS: dict[int, tuple[np.ndarray, ...]] = {
 }
 
 
+#: The forms of each length stacked (forms, n, len(ALPHABET)): one ``argmax`` chooses for all of them.
+_FORM_STACKS = {n: np.stack(forms) for n, forms in _FORMS.items()}
+
+
 def best_plate(proba: np.ndarray) -> tuple[str, float] | None:
     """The most probable valid plate for ``proba`` of shape (n, len(ALPHABET)), one row per slot.
 
@@ -63,17 +67,20 @@ def best_plate(proba: np.ndarray) -> tuple[str, float] | None:
     proba = np.asarray(proba, dtype=np.float64)
     if proba.ndim != 2 or proba.shape[1] != len(ALPHABET):
         raise ValueError(f"expected probabilities of shape (n, {len(ALPHABET)}), got {proba.shape}")
-    forms = _FORMS.get(proba.shape[0])
-    if forms is None:
+    masks = _FORM_STACKS.get(proba.shape[0])
+    if masks is None:
         return None
-    proba = np.clip(np.nan_to_num(proba, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    if not np.isfinite(proba).all():
+        proba = np.nan_to_num(proba, nan=0.0, posinf=1.0, neginf=0.0)
+    proba = np.clip(proba, 0.0, 1.0)
+    choices = np.where(masks, proba, -1.0).argmax(axis=2)  # (forms, n)
+    chosen = proba[np.arange(proba.shape[0]), choices]
     candidates = []
-    for masks in forms:
-        choice = np.where(masks, proba, -1.0).argmax(axis=1)
-        chosen = proba[np.arange(len(choice)), choice]
-        if chosen.min() > 0.0:
+    for choice, probs in zip(choices.tolist(), chosen, strict=True):
+        weakest = float(probs.min())
+        if weakest > 0.0:
             plate = "".join(ALPHABET[i] for i in choice)
-            candidates.append((float(np.log(chosen).sum()), plate, float(chosen.min())))
+            candidates.append((float(np.log(probs).sum()), plate, weakest))
     for _, plate, confidence in sorted(candidates, reverse=True):
         if is_valid(plate):  # the forms are the grammar; this guards against it growing a rule
             return plate, confidence

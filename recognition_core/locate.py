@@ -228,7 +228,9 @@ def _keep(rects: np.ndarray, shape: _Shape = _SHAPE) -> np.ndarray:
     return ok
 
 
-def _colour_candidates(colour: np.ndarray, edge_mask: np.ndarray) -> list[tuple[np.ndarray, PlateColor | None]]:
+def _colour_regions(colour: np.ndarray, edge_mask: np.ndarray) -> list[tuple[np.ndarray, PlateColor | None]]:
+    """Statistics (``region_stats``) of the regions of each plate background colour that have
+    character strokes nearby, with the colour."""
     found: list[tuple[np.ndarray, PlateColor | None]] = []
     close = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3))
     near_edges = cv2.dilate(edge_mask, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 5)))
@@ -240,23 +242,22 @@ def _colour_candidates(colour: np.ndarray, edge_mask: np.ndarray) -> list[tuple[
         # a plate's colour surrounds its characters: keep colour that has strokes nearby
         mask = cv2.bitwise_and(mask, near_edges)
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
-        stats = region_stats(mask)
-        if len(stats):
-            rects = _rectangles(stats)
-            found.extend((r, plate_color) for r in rects[_keep(rects)])
+        found.append((region_stats(mask), plate_color))
     return found
 
 
-def _edge_candidates(edge_mask: np.ndarray, bridge: int) -> list[tuple[np.ndarray, PlateColor | None]]:
-    """Bars of vertical edges: ``edge_mask`` closed over gaps up to ``bridge`` pixels wide, then
-    opened to drop thin strays, labelled into regions with a plate's proportions."""
-    bars = cv2.morphologyEx(edge_mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (bridge, 3)))
-    bars = cv2.morphologyEx(bars, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3)))
-    stats = region_stats(bars)
-    if len(stats) == 0:
-        return []
-    rects = _rectangles(stats)
-    return [(r, None) for r in rects[_keep(rects)]]
+def _bars(edge: np.ndarray, bridge: int) -> np.ndarray:
+    """Bars of vertical edges: ``edge`` closed over gaps up to ``bridge`` pixels wide, then opened
+    to drop thin strays. On the grey edge strengths, not a mask: closing and opening are local
+    maxima and minima, which commute with a threshold, so ``_bars(edge) > t`` is the bars of the
+    mask ``edge > t``, and one pass serves every threshold."""
+    bars = cv2.morphologyEx(edge, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (bridge, 3)))
+    return cv2.morphologyEx(bars, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3)))
+
+
+def _edge_regions(bars: np.ndarray, threshold: int) -> tuple[np.ndarray, PlateColor | None]:
+    """Statistics of the bars (``_bars``) stronger than ``threshold`` (no colour)."""
+    return region_stats(cv2.threshold(bars, threshold, 255, cv2.THRESH_BINARY)[1]), None
 
 
 def _edge_threshold(edge: np.ndarray) -> int:
@@ -302,19 +303,29 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     colour, edge, luma = cue_maps(small)
     strong = _edge_threshold(edge)
     edge_mask = cv2.threshold(edge, strong, 255, cv2.THRESH_BINARY)[1]
-    # dim plates (night, haze) have weak strokes: look again with half the threshold
-    weak_mask = cv2.threshold(edge, max(8, strong // 2), 255, cv2.THRESH_BINARY)[1]
-    # strong strokes are bridged over short gaps; weak ones, broken up by noise, over longer
-    found = _colour_candidates(colour, edge_mask) + _edge_candidates(edge_mask, 9) + _edge_candidates(weak_mask, 17)
+    # strong strokes are bridged over short gaps; weak ones (dim plates: night, haze: half the
+    # threshold), broken up by noise, over longer
+    long_bars = _bars(edge, 17)
+    regions = [
+        *_colour_regions(colour, edge_mask),
+        _edge_regions(_bars(edge, 9), strong),
+        _edge_regions(long_bars, max(8, strong // 2)),
+    ]
     if strong // 2 > FAINT_EDGE:
         # a few very strong edges (a caption burnt into the frame, a lamp) set the threshold
         # high above a dim plate's strokes: look once more at a fixed low one
-        faint = cv2.threshold(edge, FAINT_EDGE, 255, cv2.THRESH_BINARY)[1]
-        found += _edge_candidates(faint, 17)
-    if not found:
+        regions.append(_edge_regions(long_bars, FAINT_EDGE))
+    regions = [(stats, c) for stats, c in regions if len(stats)]
+    if not regions:
         return []
-    rects = np.array([r for r, _ in found])
-    colours = [c for _, c in found]
+    # the rectangles of all the regions at once (a few NumPy calls, not a few per mask)
+    rects = _rectangles(np.concatenate([stats for stats, _ in regions]))
+    colours = [c for stats, c in regions for _ in range(len(stats))]
+    ok = _keep(rects)
+    if not ok.any():
+        return []
+    rects = rects[ok]
+    colours = [c for c, good in zip(colours, ok.tolist(), strict=True) if good]
     coloured = np.array([c is not None for c in colours])
     # the edge bars hug the characters: widen them to the plate
     rects[~coloured, 2] *= 1.08
@@ -326,7 +337,7 @@ def locate(image: np.ndarray, max_candidates: int = 8) -> list[Candidate]:
     aspect = rects[:, 2] / rects[:, 3]
     scores = np.minimum(tex, 24) / 24 + 0.5 * rects[:, 5] + 0.25 * coloured - 0.05 * np.abs(aspect - PLATE_ASPECT)
     keep = np.flatnonzero(tex >= MIN_TEXTURE)
-    order = _suppress(rects, keep[np.argsort(-scores[keep])])[:max_candidates]
+    order = _suppress(rects, keep[np.argsort(-scores[keep])], limit=max_candidates)
     return [
         Candidate(
             float(rects[i, 0] * sx),
@@ -359,11 +370,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
-def _suppress(rects: np.ndarray, order: np.ndarray, overlap: float = 0.7) -> list[int]:
-    """Greedy non-maximum suppression of rectangles taken in ``order``."""
+def _suppress(rects: np.ndarray, order: np.ndarray, overlap: float = 0.7, limit: int | None = None) -> list[int]:
+    """Greedy non-maximum suppression of rectangles taken in ``order``; stops once ``limit`` are kept."""
     boxes = _boxes(rects)
     kept: list[int] = []
     for i in order:
+        if limit is not None and len(kept) >= limit:
+            break
         if not kept or box_iou(boxes[i], boxes[kept]).max() < overlap:
             kept.append(int(i))
     return kept

@@ -251,13 +251,16 @@ def _read_sequence(crop: np.ndarray, tight: bool) -> _Read | None:
 
 
 def _read_crop(crop: np.ndarray, hint: PlateColor | None = None, color: PlateColor | None = None) -> _Read | None:
-    """Read one upright plate cut (BGR, the plate roughly filling it). ``hint``, the colour cue
-    that found the plate, picks the first polarity and length to try; the plate's own colour
-    (``plate_color``, or ``color`` when the caller has it) is taken once its characters are found,
-    and corrects them if it differs. When the best layout fit reads poorly, the next one (a
-    character off) is read too."""
+    """Read one upright plate cut (BGR, the plate roughly filling it). The plate's own colour,
+    ``color`` when the caller has it, decides the polarity of the strokes and whether 7 or 8
+    characters are expected. Without it, ``hint``, the colour cue that found the plate, picks
+    the first polarity and length to try, and the plate's colour (``plate_color``) is taken once
+    its characters are found, and corrects them if it differs. When the best layout fit reads
+    poorly, the next one (a character off) is read too."""
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    if hint is None:  # no colour cue: the plate's own colour decides the polarity
+    if color is not None:  # the colour is known: no cut in a polarity it would overrule
+        hint = color
+    elif hint is None:  # no colour cue: the plate's own colour decides the polarity
         color, _ = plate_color(crop)
         hint = color
     dark_text = is_dark_text(hint)

@@ -38,9 +38,21 @@ def prepare_plate(bgr_or_gray: np.ndarray, shape: tuple[int, int] = INPUT_SHAPE)
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int, pw: int, relu: bool) -> np.ndarray:
-    """Convolution (stride 1, zero padding ``ph``, ``pw``) + bias (+ ReLU) on NHWC float32; ``w`` is
-    (kh·kw·C, O) in (dy, dx, channel) order."""
+def _conv(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    kh: int,
+    kw: int,
+    ph: int,
+    pw: int,
+    relu: bool,
+    pool: tuple[int, int] = (1, 1),
+) -> np.ndarray:
+    """Convolution (stride 1, zero padding ``ph``, ``pw``) + bias (+ ReLU) on NHWC float32, then a
+    max-pool by ``pool`` (``_pool``); ``w`` is (kh·kw·C, O) in (dy, dx, channel) order. The pool
+    is taken before the bias and the ReLU: both are monotonic and the bias is the same for every
+    pixel of a channel, so the result is the same, on a fraction of the pixels."""
     n, h, wd, c = x.shape
     if ph or pw:
         padded = np.zeros((n, h + 2 * ph, wd + 2 * pw, c), np.float32)
@@ -56,11 +68,13 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int
             dy, dx = divmod(k, kw)
             cols4[:, :, :, k] = padded[:, dy : dy + oh, dx : dx + ow]
         cols = cols4.reshape(n * oh * ow, kh * kw * c)
-    y = cols @ w
+    y = (cols @ w).reshape(n, oh, ow, -1)
+    if pool != (1, 1):
+        y = _pool(y, *pool)
     y += b
     if relu:
         np.maximum(y, 0.0, out=y)
-    return y.reshape(n, oh, ow, -1)
+    return y
 
 
 def _pool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
@@ -85,6 +99,8 @@ class PlateReader:
             raise ValueError("reader weights were trained for a different alphabet; retrain them")
         shape = params.get("input_shape")
         self.input_shape: tuple[int, int] = INPUT_SHAPE if shape is None else (int(shape[0]), int(shape[1]))
+        # a conv layer carries the pool that follows it, if any: ``_conv`` takes it before the
+        # bias and the ReLU; a pool after anything else stays a layer of its own
         self._layers: list[tuple[str, tuple[int, ...], np.ndarray | None, np.ndarray | None]] = []
         conv = 0
         for spec in str(params["layers"]).split(","):
@@ -94,7 +110,12 @@ class PlateReader:
                 conv += 1
                 w = np.ascontiguousarray(params[f"w{conv}"], np.float32)
                 b = np.asarray(params[f"b{conv}"], np.float32)
-                self._layers.append((kind, nums, w, b))
+                self._layers.append((kind, (*nums, 1, 1), w, b))
+            elif (
+                kind == "pool" and self._layers and self._layers[-1][0] == "conv" and self._layers[-1][1][5:] == (1, 1)
+            ):
+                last, last_nums, last_w, last_b = self._layers[-1]
+                self._layers[-1] = (last, (*last_nums[:5], *nums), last_w, last_b)
             else:
                 self._layers.append((kind, nums, None, None))
 
@@ -117,8 +138,8 @@ class PlateReader:
         for kind, nums, w, b in self._layers:
             if kind == "conv":
                 assert w is not None and b is not None
-                kh, kw, ph, pw, relu = nums
-                x = _conv(x, w, b, kh, kw, ph, pw, relu=bool(relu))
+                kh, kw, ph, pw, relu, pool_h, pool_w = nums
+                x = _conv(x, w, b, kh, kw, ph, pw, relu=bool(relu), pool=(pool_h, pool_w))
             else:
                 x = _pool(x, nums[0], nums[1])
         logits = x[:, 0]  # (N, T, classes): the height has collapsed to 1

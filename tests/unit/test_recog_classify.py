@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from crosspark.plate import ALPHABET
-from recognition_core.classify import GLYPH_SHAPE, CharClassifier, load_classifier, prepare_glyph
+from recognition_core.classify import GLYPH_SHAPE, CharClassifier, _isolate_character, load_classifier, prepare_glyph
 
 K = len(ALPHABET)
 
@@ -98,6 +99,49 @@ def test_prepare_glyph_drops_a_frame_line_along_the_top():
     cut[8:40, 9:13] = 255  # a '1'
     glyph = prepare_glyph(cut)
     assert glyph[0].max() > 200 and (glyph.max(axis=0) > 128).sum() <= 4  # the bar now fills the height
+
+
+def _isolate_by_arrays(cut: np.ndarray) -> np.ndarray:
+    """``_isolate_character`` written over NumPy arrays of the component statistics."""
+    h, w = cut.shape
+    _, ink = cv2.threshold(cut, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if count <= 1:
+        return cut
+    x0s, y0s = stats[1:, cv2.CC_STAT_LEFT], stats[1:, cv2.CC_STAT_TOP]
+    x1s, y1s = x0s + stats[1:, cv2.CC_STAT_WIDTH], y0s + stats[1:, cv2.CC_STAT_HEIGHT]
+    areas = stats[1:, cv2.CC_STAT_AREA].copy()
+    slab = (x1s - x0s >= 0.9 * w) & (y1s - y0s <= 0.45 * h) & ((y0s == 0) | (y1s == h))
+    if slab.all():
+        return cut
+    areas[slab] = 0
+    mid, reach = w / 2, max(1.0, 0.12 * w)
+    central = (x0s <= mid + reach) & (x1s >= mid - reach) & (areas >= 0.15 * areas.max())
+    if not central.any():
+        central = areas == areas.max()
+    cx = (x0s[central].min() + x1s[central].max()) / 2
+    inside = np.minimum(x1s, cx + 0.3 * h) - np.maximum(x0s, cx - 0.3 * h)
+    keep = (central | (inside >= 0.6 * (x1s - x0s))) & ~slab
+    lookup = np.zeros(count, np.uint8)
+    lookup[1:][keep] = 1
+    foreign = (ink == 1) & (lookup[labels] == 0)
+    out = cut.copy()
+    out[foreign] = np.minimum(out[foreign], 63)
+    return out[y0s[keep].min() : y1s[keep].max(), x0s[keep].min() : x1s[keep].max()]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_isolating_the_character_matches_the_array_reference(seed):
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(16, 50)), int(rng.integers(10, 40))
+    cut = rng.integers(0, 12, (h, w), dtype=np.uint8)
+    for _ in range(rng.integers(1, 6)):  # strokes and specks: the character, neighbours, dirt
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h // 2))
+        cut[y0 : y0 + int(rng.integers(1, h)), x0 : x0 + int(rng.integers(1, 5))] = rng.integers(150, 256)
+    if rng.random() < 0.4:  # a frame line along the top or the bottom
+        rows = slice(0, int(rng.integers(1, 4))) if rng.random() < 0.5 else slice(h - int(rng.integers(1, 4)), h)
+        cut[rows, :] = 220
+    np.testing.assert_array_equal(_isolate_character(cut), _isolate_by_arrays(cut))
 
 
 def test_prepare_glyph_accepts_a_flat_cut():

@@ -1,7 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from crosspark.identity import PlateColor
+from recognition_core import color
 from recognition_core.color import is_dark_text, plate_color
 from recognition_core.synth import FontMissingError, random_plate, render_plate
 
@@ -62,3 +64,37 @@ def test_plate_color_rejects_a_gray_image():
 )
 def test_is_dark_text_follows_the_plate_colours(color, dark):
     assert is_dark_text(color) is dark
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_median_of_counts_is_numpys_median_of_the_values(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 256, rng.integers(1, 400)).astype(np.uint8)
+    assert color._median_of(np.bincount(values, minlength=256)) == float(np.median(values))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_background_statistics_from_histograms_equal_those_of_the_pixels(seed):
+    rng = np.random.default_rng(seed)
+    hsv = cv2.cvtColor(
+        rng.integers(0, 256, (rng.integers(3, 60), rng.integers(6, 200), 3), dtype=np.uint8), cv2.COLOR_BGR2HSV
+    )
+    background = (rng.random(hsv.shape[:2]) < 0.6).astype(np.uint8)
+    background.flat[0] = 1
+    bg = hsv[background.astype(bool)]
+    sat, val, by_hue = color._background_statistics(hsv, background)
+    assert sat == float(np.median(bg[:, 1])) and val == float(np.median(bg[:, 2]))
+    np.testing.assert_array_equal(by_hue, np.bincount(bg[:, 0], weights=bg[:, 1].astype(np.float64), minlength=180))
+
+
+@pytest.mark.parametrize("vote", ["blue", "yellow", "green", "light"])
+def test_a_vote_share_counts_the_pixels_of_that_vote(vote):
+    hsv = cv2.cvtColor(np.random.default_rng(3).integers(0, 256, (30, 90, 3), dtype=np.uint8), cv2.COLOR_BGR2HSV)
+    h, s, v = (hsv[..., k].astype(int) for k in range(3))
+    chroma = (s >= 40) & (v >= 40)
+    if vote == "light":
+        expected = ~chroma & (v >= 110)
+    else:
+        lo, hi = {"blue": (84, 165), "yellow": (8, 46), "green": (46, 84)}[vote]
+        expected = chroma & (h >= lo) & (h < hi)
+    assert color._share(hsv, vote) == expected.mean()

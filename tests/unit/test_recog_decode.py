@@ -94,3 +94,13 @@ def test_decode_never_puts_a_cross_border_suffix_behind_another_office():
     proba[6, ALPHABET.index("港")] = 0.99
     plate, _ = best_plate(proba)
     assert not plate.endswith("港")
+
+
+def test_decode_reads_nan_as_impossible_and_infinity_as_certain():
+    proba = one_hot("京A12345")
+    proba[2] = np.nan  # a slot the reader could not score: no character of it is possible
+    assert best_plate(proba) is None
+    proba = one_hot("京A12345", p=0.6)
+    proba[3, ALPHABET.index("7")] = np.inf
+    proba[4, ALPHABET.index("8")] = -np.inf
+    assert best_plate(proba) == ("京A17345", 0.6)

@@ -174,6 +174,33 @@ def test_region_moments_give_a_rotated_rectangle() -> None:
     assert fill > 0.95
 
 
+@pytest.mark.parametrize("bridge", [9, 17])
+def test_bars_of_the_edge_strengths_over_a_threshold_are_the_bars_of_the_thresholded_edges(bridge: int) -> None:
+    """One closing and opening of the grey edge map serves every threshold (both are local
+    extremes, which commute with a threshold): the same regions as closing each mask."""
+    rng = np.random.default_rng(bridge)
+    edge = cv2.GaussianBlur(rng.integers(0, 80, (120, 200), dtype=np.uint8), (3, 3), 0)
+    bars = locate._bars(edge, bridge)
+    for t in (8, 14, 23, 40):
+        mask = cv2.threshold(edge, t, 255, cv2.THRESH_BINARY)[1]
+        expected = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (bridge, 3)))
+        expected = cv2.morphologyEx(expected, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 3)))
+        np.testing.assert_array_equal(cv2.threshold(bars, t, 255, cv2.THRESH_BINARY)[1], expected)
+        np.testing.assert_array_equal(locate._edge_regions(bars, t)[0], locate.region_stats(expected))
+
+
+def test_suppression_stops_at_its_limit_with_the_same_first_picks() -> None:
+    rng = np.random.default_rng(2)
+    rects = np.column_stack(
+        [rng.uniform(0, 300, 40), rng.uniform(0, 200, 40), rng.uniform(30, 90, 40), rng.uniform(8, 30, 40),
+         rng.uniform(-20, 20, 40)]
+    )  # fmt: skip
+    order = np.argsort(rng.random(40))
+    everything = locate._suppress(rects, order)
+    assert len(everything) > 5
+    assert locate._suppress(rects, order, limit=5) == everything[:5]
+
+
 def test_line_texture_matches_reference_on_random_rectangles() -> None:
     rng = np.random.default_rng(5)
     luma = rng.integers(0, 256, (90, 140), dtype=np.uint8)

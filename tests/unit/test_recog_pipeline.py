@@ -258,3 +258,43 @@ def test_the_segmenting_reader_skips_a_cut_covered_by_a_surer_read(monkeypatch: 
     seen.clear()
     pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=1.0)  # nothing is sure enough
     assert sorted(seen) == [0, 1, 2]
+
+
+def test_the_segmenting_reader_cuts_in_the_polarity_of_a_known_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the plate's colour, the cut is segmented in that colour's polarity and length only:
+    the colour cue that found the plate (here blue: bright strokes) is not tried first."""
+    tried: list[tuple[bool, int]] = []
+
+    def segment_as(gray: np.ndarray, dark_text: bool, n_chars: int):  # type: ignore[no-untyped-def]
+        tried.append((dark_text, n_chars))
+        return iter(())
+
+    monkeypatch.setattr(pipeline, "_segment_as", segment_as)
+    cut = np.zeros((56, 180, 3), np.uint8)
+    pipeline._read_crop(cut, PlateColor.BLUE, PlateColor.YELLOW)
+    pipeline._read_crop(cut, PlateColor.BLUE, PlateColor.GREEN)
+    assert tried == [(True, 7), (True, 8)]
+    tried.clear()
+    pipeline._read_crop(cut, PlateColor.YELLOW)  # no colour given: the cue picks the first try
+    assert tried == [(True, 7)]
+
+
+def test_the_eval_curve_reads_fewer_plates_at_a_higher_threshold(tmp_path: Path) -> None:
+    """``bench/alpr_eval.py --curve`` runs the photos at each threshold: one above every read's
+    confidence leaves no output, the shipped one leaves the generated plates read."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("alpr_eval", Path(__file__).parents[2] / "bench" / "alpr_eval.py")
+    assert spec is not None and spec.loader is not None
+    alpr_eval = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(alpr_eval)
+    labels = []
+    for i, scene in enumerate(render_gate_photos(3, seed=3, colors=[PlateColor.BLUE])):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), scene.image)
+        (cx, cy), (w, h), angle = cv2.minAreaRect(scene.corners.astype(np.float32))
+        plate = {"plate": scene.plate, "color": scene.color.value, "cx": cx, "cy": cy, "w": w, "h": h, "angle": angle}
+        labels.append({"file": f"{i}.png", "plates": [plate]})
+    (tmp_path / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
+    shipped = alpr_eval.evaluate_photos(tmp_path, None, [])
+    assert shipped["outputs"] >= 2 and shipped["read_rate"] >= 2 / 3
+    assert alpr_eval.evaluate_photos(tmp_path, None, [], None, 1.01)["outputs"] == 0

@@ -12,7 +12,16 @@ import pytest
 from crosspark.identity import PlateColor
 from crosspark.plate import ALPHABET
 from recognition_core import pipeline
-from recognition_core.reader import BLANK, INPUT_SHAPE, PlateReader, _conv, best_path, decode_columns, load_reader
+from recognition_core.reader import (
+    BLANK,
+    INPUT_SHAPE,
+    PlateReader,
+    _conv,
+    _pool,
+    best_path,
+    decode_columns,
+    load_reader,
+)
 
 CCPD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpr" / "ccpd-crops-dev"
 #: A few points under the shipped weights' held-out figure, 0.87 (``weights/reader.json``).
@@ -40,6 +49,16 @@ def test_conv_equals_a_sum_of_shifted_products(kh: int, kw: int, ph: int, pw: in
     b = rng.normal(size=5).astype(np.float32)
     got = _conv(x, w, b, kh, kw, ph, pw, relu=False)
     np.testing.assert_allclose(got, _conv_by_shifts(x, w, b, kh, kw, ph, pw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pool", [(2, 2), (2, 1)])
+def test_a_conv_pooled_before_its_bias_and_relu_equals_one_pooled_after(pool: tuple[int, int]) -> None:
+    rng = np.random.default_rng(pool[1])
+    x = rng.normal(size=(3, 6, 9, 4)).astype(np.float32)  # odd width: the pool drops a ragged column
+    w = rng.normal(size=(9 * 4, 5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    got = _conv(x, w, b, 3, 3, 1, 1, relu=True, pool=pool)
+    np.testing.assert_array_equal(got, _pool(_conv(x, w, b, 3, 3, 1, 1, relu=True), *pool))
 
 
 def _torch_forward_or_reference(params: dict[str, np.ndarray], plates: np.ndarray) -> tuple[np.ndarray, object]:
