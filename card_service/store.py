@@ -428,15 +428,9 @@ LOAD_COLUMNS = (
 )
 
 
-@contextmanager
-def card_loader(
-    session: Session, time_zone: str, at: datetime
-) -> Iterator[Callable[[Sequence[tuple[Any, ...]]], None]]:
-    """A bulk load of new active cards (card import) in the session's transaction: call the
-    function it gives with row tuples in ``LOAD_COLUMNS`` order, as often as needed; all the cards
-    are created ``at`` in ``time_zone``. On PostgreSQL the rows stream into one COPY, which the
-    server works through while the caller prepares the next rows."""
-    constants = {
+def _card_constants(time_zone: str, at: datetime) -> dict[str, Any]:
+    """The columns every card of one import shares: new active cards created ``at``."""
+    return {
         "request_digest": "",
         "time_zone": time_zone,
         "state": CardState.ACTIVE.value,
@@ -444,7 +438,22 @@ def card_loader(
         "created_at": at,
         "updated_at": at,
     }
-    with _bulk_writer(session, CardRow.__table__, LOAD_COLUMNS, constants) as write:
+
+
+def card_rows(dialect: str, time_zone: str, at: datetime) -> Callable[[Sequence[tuple[Any, ...]]], list[Any]]:
+    """A function turning row tuples in ``LOAD_COLUMNS`` order into the rows ``card_loader``
+    stores (dates and instants as the backend's text, the shared columns appended). It needs no
+    connection, so the rows can be formed in another process than the one loading them."""
+    return _row_former(dialect, CardRow.__table__, LOAD_COLUMNS, _card_constants(time_zone, at))
+
+
+@contextmanager
+def card_loader(session: Session, time_zone: str, at: datetime) -> Iterator[Callable[[Sequence[Any]], None]]:
+    """A bulk load of new active cards (card import) in the session's transaction: call the
+    function it gives with rows formed by ``card_rows`` for the same zone and instant, as often as
+    needed. On PostgreSQL the rows stream into one COPY, which the server works through while the
+    caller prepares the next rows."""
+    with _bulk_writer(session, CardRow.__table__, [*LOAD_COLUMNS, *_card_constants(time_zone, at)]) as write:
         yield write
 
 
@@ -462,39 +471,45 @@ def _bulk_insert(
     constants: dict[str, Any] | None = None,
 ) -> None:
     if rows:
-        with _bulk_writer(session, table, names, constants or {}) as write:
-            write(rows)
+        constants = constants or {}
+        formed = _row_former(session.connection().dialect.name, table, names, constants)
+        with _bulk_writer(session, table, [*names, *constants]) as write:
+            write(formed(rows))
 
 
-@contextmanager
-def _bulk_writer(
-    session: Session, table: Any, names: Sequence[str], constants: dict[str, Any]
-) -> Iterator[Callable[[Sequence[tuple[Any, ...]]], None]]:
-    """A function that loads rows (tuples of the columns ``names``, each followed by the same
-    ``constants``) by the fastest path of the backend: COPY on PostgreSQL, executemany on SQLite.
-    Dates and instants go to the driver as text already in the stored form (each distinct value
-    formatted once: a load has few), which skips per-value type processing: on SQLite that made a
-    bulk load several times faster, on PostgreSQL it cut COPY's row formatting from ~7.5 to ~1.3 µs."""
-    columns = [*names, *constants]
-    connection = session.connection()
-    dialect = connection.dialect.name
+def _row_former(
+    dialect: str, table: Any, names: Sequence[str], constants: dict[str, Any]
+) -> Callable[[Sequence[tuple[Any, ...]]], list[Any]]:
+    """Rows (tuples of the columns ``names``) as ``_bulk_writer`` stores them: each followed by the
+    same ``constants``, dates and instants as text already in the backend's stored form (each
+    distinct value formatted once: a load has few), which skips per-value type processing: on
+    SQLite that made a bulk load several times faster, on PostgreSQL it cut COPY's row formatting
+    from ~7.5 to ~1.3 µs."""
     to_text = _StoredText(_sqlite_text if dialect == "sqlite" else _postgresql_text)
     tail = tuple(to_text(v) for v in constants.values())
     positions = [i for i, name in enumerate(names) if isinstance(table.c[name].type, (UtcDateTime, Date))]
 
-    def stored(rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
+    def formed(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         if positions:
             return [to_text.row(row, positions) + tail for row in rows]
-        return [row + tail for row in rows] if tail else rows
+        return [row + tail for row in rows] if tail else list(rows)
 
-    if dialect == "postgresql":
+    return formed
+
+
+@contextmanager
+def _bulk_writer(session: Session, table: Any, columns: Sequence[str]) -> Iterator[Callable[[Sequence[Any]], None]]:
+    """A function that loads rows formed by ``_row_former`` (values of ``columns``) by the fastest
+    path of the backend: COPY on PostgreSQL, executemany on SQLite."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
         driver = connection.connection.driver_connection
         assert driver is not None
         with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
 
-            def copy_rows(rows: Sequence[tuple[Any, ...]]) -> None:
+            def copy_rows(rows: Sequence[Any]) -> None:
                 write = copy.write_row
-                for row in stored(rows):
+                for row in rows:
                     write(row)
 
             yield copy_rows
@@ -503,8 +518,8 @@ def _bulk_writer(
     marks = ", ".join("?" * len(columns))
     statement = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES ({marks})"
 
-    def insert_rows(rows: Sequence[tuple[Any, ...]]) -> None:
-        connection.exec_driver_sql(statement, stored(rows))  # type: ignore[arg-type]
+    def insert_rows(rows: Sequence[Any]) -> None:
+        connection.exec_driver_sql(statement, rows)  # type: ignore[arg-type]
 
     yield insert_rows
 

@@ -22,6 +22,14 @@ HEADER = "plate,color,holder_name,holder_phone,start_date,months,scope,request_i
 ZONE = "Asia/Shanghai"
 
 
+@pytest.fixture(autouse=True, params=["checked in process", "checked in a process of its own"])
+def checking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the rows checked both ways (``import_csv`` picks by file size)."""
+    own_process = request.param != "checked in process"
+    monkeypatch.setattr(bulk_import, "PARALLEL_MIN_BYTES", 0 if own_process else 1 << 62)
+    return str(request.param)
+
+
 @pytest.fixture
 def env(db_url: str) -> Iterator[service.CardEnv]:
     db = Database(db_url)
@@ -143,3 +151,22 @@ def test_the_garbage_collector_is_back_on_after_an_import_even_a_failed_one(
     assert gc.isenabled()
     import_csv(env.db, write(tmp_path, "粤B00001,blue,张三,13800000000,2027-01-01,1,,"), ZONE, now=NOW)
     assert gc.isenabled()
+
+
+def test_a_failure_while_checking_stops_the_import_with_its_reason(
+    env: service.CardEnv, tmp_path: Path, checking: str
+) -> None:
+    """A file gone after its header was checked: the reason reaches the caller, from the checking
+    process too, and nothing is imported."""
+    gone = tmp_path / "gone.csv"
+    if checking == "checked in process":
+        with pytest.raises(FileNotFoundError, match=r"gone\.csv"):
+            bulk_import._Checking(env.db, gone, ZONE, NOW).start()
+    else:
+        process = bulk_import._CheckingProcess(env.db, gone, ZONE, NOW)
+        try:
+            with pytest.raises(RuntimeError, match=r"checking process failed: FileNotFoundError: .*gone\.csv"):
+                process.start()
+        finally:
+            process.close()
+    assert versions(env) == []
