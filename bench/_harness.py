@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -25,6 +26,40 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) process ``pid`` (default this one) has used so far (Linux)."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process of the machine has used so far, all cores together (Linux)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """How many cores the rest of the machine kept busy over a measurement window, besides the
+    processes measured (this one and ``pids``): a tail latency is only as good as the quiet around
+    it, and this tells a noisy run from a slow subject."""
+
+    def __init__(self, *pids: int) -> None:
+        self._pids = pids
+
+    def _ours(self) -> float:
+        return cpu_seconds() + sum(cpu_seconds(pid) for pid in self._pids)
+
+    def __enter__(self) -> OtherLoad:
+        self._started = time.perf_counter()
+        self._machine, self._mine = machine_busy_seconds(), self._ours()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        wall = time.perf_counter() - self._started
+        others = (machine_busy_seconds() - self._machine) - (self._ours() - self._mine)
+        self.cores = max(0.0, others / wall)
 
 
 def rss_mb(pid: int | None = None) -> float:
