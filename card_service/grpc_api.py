@@ -166,7 +166,7 @@ class CardServicer(cards_pb2_grpc.CardServiceServicer):
         self.watch = card_list.VersionWatch(ctx.db)
         self.env = service.CardEnv(ctx.db, ctx.clock.now, ctx.settings.time_zone, changed=self.watch.poke)
         self.seen = service.SeenRecorder(ctx.db)
-        ctx.spawn("lot-seen-writer", self.seen.run)
+        ctx.spawn("lot-seen-writer", self.seen.run, wake=self.seen.wake)
         self.reads = store.HotReads(ctx.db)
 
     def ApplyCard(self, request: cards_pb2.ApplyCardRequest, context: Any) -> cards_pb2.Card:

@@ -340,8 +340,13 @@ class SeenRecorder:
         with self._lock:
             return self._latest.get(lot_id)
 
+    def wake(self) -> None:
+        """Wake the writer thread (to see that its stop event is set)."""
+        self._wake.set()
+
     def run(self, stop: threading.Event) -> None:
-        """The writer thread: writes what is due until ``stop``, then everything not written."""
+        """The writer thread: writes what is due until ``stop`` (set, then ``wake``), then
+        everything not written."""
         while not stop.is_set():
             self._wake.wait(1.0)
             try:

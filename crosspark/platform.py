@@ -61,11 +61,17 @@ class PlatformContext:
     settings: PlatformSettings
     stop_event: threading.Event = field(default_factory=threading.Event)
     workers: list[threading.Thread] = field(default_factory=list)
+    wakers: list[Callable[[], None]] = field(default_factory=list)
 
-    def spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        """Run ``target(stop_event)`` in a daemon thread until the platform stops."""
+    def spawn(
+        self, name: str, target: Callable[[threading.Event], None], wake: Callable[[], None] | None = None
+    ) -> None:
+        """Run ``target(stop_event)`` in a daemon thread until the platform stops; ``wake``, for a
+        target that sleeps on something other than the stop event, is called once that is set."""
         thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
         self.workers.append(thread)
+        if wake is not None:
+            self.wakers.append(wake)
         thread.start()
 
 
@@ -112,6 +118,8 @@ class Platform:
 
     def stop(self, grace: float | None = None) -> None:
         self.ctx.stop_event.set()
+        for wake in self.ctx.wakers:
+            wake()
         self.server.stop(grace)
         for worker in self.ctx.workers:
             worker.join(timeout=10)

@@ -397,9 +397,9 @@ def background(ctx: PlatformContext) -> None:
             except Exception as exc:  # the next round retries
                 log.error("statement.scheduler_failed", error=str(exc))
             deadline = time.monotonic() + ctx.settings.scheduler_interval_seconds
-            while not stop.is_set() and time.monotonic() < deadline:
-                if servicer.wake_scheduler.wait(0.2):
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if servicer.wake_scheduler.wait(left):
                     break
             servicer.wake_scheduler.clear()
 
-    ctx.spawn("statement-scheduler", run)
+    ctx.spawn("statement-scheduler", run, wake=servicer.wake_scheduler.set)
