@@ -4,7 +4,9 @@
    database, against the baseline of ApplyCard RPCs one by one.
 2. A platform process (``crosspark platform serve``) on that database; CheckMembership at a fixed
    rate (1,000 calls/s) over loopback, latency measured from each call's scheduled start (so a slow
-   server cannot hide behind a slowed-down client), against gRPC health checks at the same rate.
+   server cannot hide behind a slowed-down client), against gRPC health checks at the same rate,
+   on the platform and on a bare gRPC server (grpcio and its health servicer, no crosspark code:
+   what this machine's gRPC alone gives at that rate, with the same client).
 3. WatchCards snapshot of every card to one lot, applied to the lot's ``CardCache``, against the
    same stream read without applying; the cache's size.
 """
@@ -75,6 +77,26 @@ def start_platform(workdir: Path, db_url: str) -> tuple[subprocess.Popen[str], s
             threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
             return process, found.group(1)
     raise RuntimeError(f"platform exited with {process.wait()} before listening")
+
+
+#: A gRPC server with nothing but grpcio's health servicer, same thread pool size as the platform's
+#: default: the floor under any crosspark server on this machine.
+BARE_SERVER = """
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=256))
+health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+server.start()
+server.wait_for_termination()
+"""
+
+
+def start_bare_server() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([sys.executable, "-c", BARE_SERVER], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, f"127.0.0.1:{process.stdout.readline().strip()}"
 
 
 def paced(call: Callable[[int], None], per_second: int, seconds: float, threads: int = 4) -> tuple[list[float], float]:
@@ -236,7 +258,33 @@ def main(argv: list[str] | None = None) -> int:
             with OtherLoad(process.pid) as others:
                 check_samples, check_rate = paced(check, args.rate, seconds)
             check_cpu_us = (cpu_seconds(process.pid) - server_cpu) / len(check_samples) * 1e6
-            base, measured = percentiles(health_samples), percentiles(check_samples)
+            bare, bare_address = start_bare_server()
+            try:
+                bare_health = health_pb2_grpc.HealthStub(open_channel(bare_address, insecure=True))
+                for _ in range(200):
+                    bare_health.Check(health_pb2.HealthCheckRequest())
+                bare_cpu = cpu_seconds(bare.pid)
+                with OtherLoad(bare.pid) as bare_others:
+                    bare_samples, bare_rate = paced(
+                        lambda _i: bare_health.Check(health_pb2.HealthCheckRequest()), args.rate, seconds
+                    )
+                bare_cpu_us = (cpu_seconds(bare.pid) - bare_cpu) / len(bare_samples) * 1e6
+            finally:
+                bare.terminate()
+                bare.wait(timeout=30)
+            base, measured, floor = percentiles(health_samples), percentiles(check_samples), percentiles(bare_samples)
+            row(
+                f"bare gRPC server, health Check at {args.rate}/s",
+                0,
+                f"p50 {floor['p50_ms']:.2f} / p99 {floor['p99_ms']:.2f} ms at {bare_rate:,.0f}/s,"
+                f" server {bare_cpu_us:.0f} µs CPU/call, other processes {bare_others.cores:.2f} cores",
+                "",
+                None,
+                calls_per_second=bare_rate,
+                **floor,
+                server_cpu_us_per_call=bare_cpu_us,
+                other_processes_cores=bare_others.cores,
+            )
             row(
                 f"CheckMembership at {args.rate}/s (loopback)",
                 n,
@@ -251,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline_p99_ms=base["p99_ms"],
                 baseline_calls_per_second=health_rate,
                 baseline_server_cpu_us_per_call=health_cpu_us,
+                bare_grpc_p99_ms=floor["p99_ms"],
                 load_average_1m=os.getloadavg()[0],
                 other_processes_cores=others.cores,
                 baseline_other_processes_cores=health_others.cores,
