@@ -531,21 +531,17 @@ class _Loader:
             if version > seen_version:
                 checking.catch_up(seen_version)
             first = version + 1
-            card_ids: list[str] = []
+            loaded = 0
             with store.card_loader(session, self.zone_name, self.now) as write:
                 for chunk in checking.rows(self.batch, first):
                     write(chunk)
-                    card_ids.extend(row[0] for row in chunk)
-            if not card_ids:
+                    loaded += len(chunk)
+            if not loaded:
                 return False
-            version += len(card_ids)
-            store.load_changes(session, first, card_ids, "imported", self.now)
-            new_floor = None
-            if version - floor > self.retained_changes:
-                new_floor = version - self.retained_changes
-                store.prune_changes(session, new_floor)
+            version += loaded
+            new_floor = version - self.retained_changes if version - floor > self.retained_changes else None
             store.set_version(session, version, new_floor)
-        self.report.imported += len(card_ids)
+        self.report.imported += loaded
         self.report.first_version = self.report.first_version or first
         self.report.last_version = version
         return True

@@ -197,9 +197,9 @@ def watch_cards(
 ) -> Iterator[Message]:
     """The card-list stream of one lot from ``since`` until ``active()`` turns false.
 
-    A snapshot comes first when the lot holds nothing (``since`` 0), holds less than the retained
-    change log reaches back to, holds more than exists (a restored platform), or its card-hash key
-    was rotated; then deltas; a heartbeat whenever nothing changed for ``heartbeat_seconds``.
+    A snapshot comes first when the lot holds nothing (``since`` 0), holds less than the resume
+    floor (``retained_changes`` versions back), holds more than exists (a restored platform), or
+    its card-hash key was rotated; then deltas; a heartbeat whenever nothing changed for ``heartbeat_seconds``.
     """
     view = _lot_view(db, lot_id)
     latest, floor = _versions(db)

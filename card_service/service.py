@@ -28,9 +28,9 @@ from crosspark.db import Database
 from crosspark.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from crosspark.identity import PlateColor
 
-#: Changes kept in the change log; a lot further behind gets a fresh snapshot.
+#: Versions a lot may be behind and still resume with deltas; a lot further behind gets a fresh snapshot.
 RETAINED_CHANGES = 200_000
-#: Prune the log only when it is this much over, so pruning is rare and cheap per change.
+#: Move the resume floor only when it is this much behind, so it moves rarely.
 PRUNE_SLACK = 10_000
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -81,22 +81,12 @@ def _replay(found: tuple[Card, str], digest: str, request_id: str) -> Card:
     return card
 
 
-def _commit_changes(env: CardEnv, session: Any, floor: int, version: int, changes: Sequence[tuple[str, str]]) -> None:
-    """Write the change log for versions ``version - len(changes) + 1 .. version`` and the new
-    latest version, pruning the log when it has grown past the retained size."""
-    now = env.now()
-    first = version - len(changes) + 1
-    store.record_changes(
-        session,
-        [
-            {"version": first + i, "card_id": cid, "kind": kind, "changed_at": now}
-            for i, (cid, kind) in enumerate(changes)
-        ],
-    )
+def _commit_version(env: CardEnv, session: Any, floor: int, version: int) -> None:
+    """Store ``version`` as the latest, moving the resume floor up once the lots may resume from
+    more than ``retained_changes`` versions back (by ``PRUNE_SLACK`` at a time, so it moves rarely)."""
     new_floor = None
     if version - floor > env.retained_changes + min(PRUNE_SLACK, max(1, env.retained_changes // 10)):
         new_floor = version - env.retained_changes
-        store.prune_changes(session, new_floor)
     store.set_version(session, version, new_floor)
 
 
@@ -159,7 +149,7 @@ def apply_card(env: CardEnv, application: CardApplication) -> Card:
                 updated_at=now,
             )
             store.insert_card(session, card, application.request_id, digest)
-            _commit_changes(env, session, floor, version, [(card.card_id, "applied")])
+            _commit_version(env, session, floor, version)
     except IntegrityError:  # a racing replica inserted the same request id first (PostgreSQL)
         with env.db.read_session() as session:
             found = store.card_for_request(session, application.request_id)
@@ -200,7 +190,7 @@ def renew_card(env: CardEnv, card_id: str, months: int, request_id: str) -> Card
         card = replace(card, months=total, valid_until=valid_until, version=version, updated_at=now)
         store.update_card(session, card)
         store.insert_renewal(session, request_id, card_id, months, version, now)
-        _commit_changes(env, session, floor, version, [(card_id, "renewed")])
+        _commit_version(env, session, floor, version)
     env.changed(card.version)
     return card
 
@@ -230,7 +220,7 @@ def cancel_card(env: CardEnv, card_id: str, reason: str) -> Card:
             updated_at=now,
         )
         store.update_card(session, card)
-        _commit_changes(env, session, floor, version, [(card_id, "cancelled")])
+        _commit_version(env, session, floor, version)
     env.changed(card.version)
     return card
 

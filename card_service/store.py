@@ -7,8 +7,9 @@
 * ``card_version``: one row holding the latest global card version. Every change locks and bumps it
   in its own transaction, so versions are gap-free (a rollback undoes the bump) and commit order is
   version order (the row lock is held to commit): a lot reading ``version > X`` never misses one.
-* ``card_changes``: the retained change log (version → card); versions at or below ``log_floor``
-  have been pruned, and a lot holding less than the floor gets a fresh snapshot.
+* ``card_version.log_floor``: how far back a lot may resume with deltas (read from ``cards``: each
+  card once, at the version of its last change); a lot holding less than the floor gets a fresh
+  snapshot, which is cheaper than a delta of most of the list.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     bindparam,
-    delete,
     func,
     insert,
     select,
@@ -128,15 +128,6 @@ class CardVersionRow(PlatformBase):
     log_floor: Mapped[int] = mapped_column(BigInteger)
 
 
-class CardChangeRow(PlatformBase):
-    __tablename__ = "card_changes"
-
-    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    card_id: Mapped[str] = mapped_column(String(40))
-    kind: Mapped[str] = mapped_column(String(16))  # applied, renewed, cancelled, imported
-    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
-
-
 # --- lots ----------------------------------------------------------------------------------------
 
 
@@ -215,15 +206,6 @@ def read_versions(connection: Connection | Session) -> tuple[int, int]:
         select(CardVersionRow.version, CardVersionRow.log_floor).where(CardVersionRow.id == 1)
     ).one()
     return int(row.version), int(row.log_floor)
-
-
-def record_changes(session: Session, changes: Sequence[dict[str, Any]]) -> None:
-    names = [c.name for c in CardChangeRow.__table__.c]
-    _bulk_insert(session, CardChangeRow.__table__, names, [tuple(c[n] for n in names) for c in changes])
-
-
-def prune_changes(session: Session, floor: int) -> None:
-    session.execute(delete(CardChangeRow).where(CardChangeRow.version <= floor))
 
 
 # --- cards ---------------------------------------------------------------------------------------
@@ -455,26 +437,6 @@ def card_loader(session: Session, time_zone: str, at: datetime) -> Iterator[Call
     caller prepares the next rows."""
     with _bulk_writer(session, CardRow.__table__, [*LOAD_COLUMNS, *_card_constants(time_zone, at)]) as write:
         yield write
-
-
-def load_changes(session: Session, first_version: int, card_ids: Sequence[str], kind: str, at: datetime) -> None:
-    """Change-log rows for versions ``first_version, first_version + 1, …`` of ``card_ids``."""
-    rows = list(zip(range(first_version, first_version + len(card_ids)), card_ids, strict=True))
-    _bulk_insert(session, CardChangeRow.__table__, ("version", "card_id"), rows, {"kind": kind, "changed_at": at})
-
-
-def _bulk_insert(
-    session: Session,
-    table: Any,
-    names: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    constants: dict[str, Any] | None = None,
-) -> None:
-    if rows:
-        constants = constants or {}
-        formed = _row_former(session.connection().dialect.name, table, names, constants)
-        with _bulk_writer(session, table, [*names, *constants]) as write:
-            write(formed(rows))
 
 
 def _row_former(

@@ -204,7 +204,7 @@ def test_an_open_stream_shows_the_lot_connected_with_its_version(platform: Platf
     assert (status.connected, status.card_version_held, status.card_version_latest) == (True, 1, 1)
 
 
-# --- the use case on its own: retention of the change log, on both backends --------------------------
+# --- the use case on its own: the resume floor, on both backends ------------------------------------
 
 
 def _env(db_url: str, retained: int) -> service.CardEnv:
