@@ -199,7 +199,8 @@ def watch_cards(
 
     A snapshot comes first when the lot holds nothing (``since`` 0), holds less than the resume
     floor (``retained_changes`` versions back), holds more than exists (a restored platform), or
-    its card-hash key was rotated; then deltas; a heartbeat whenever nothing changed for ``heartbeat_seconds``.
+    its card-hash key was rotated; then deltas; a heartbeat whenever nothing changed for
+    ``heartbeat_seconds``.
     """
     view = _lot_view(db, lot_id)
     latest, floor = _versions(db)
