@@ -58,7 +58,10 @@ def test_stays_starting_on_band_edge_agree_with_reference(tariff: Tariff, base: 
 
     edge = tariff.bands[0].start_minute
     local = base.astimezone(ZoneInfo(tariff.time_zone)).replace(hour=edge // 60, minute=edge % 60, second=0)
-    entry = local + timedelta(days=day)
+    # The edge's wall-clock time ``day`` days on, as an instant; on a spring-forward day it may not
+    # exist (zoneinfo then reads it with the offset before the change). The stay's length is added
+    # to the instant: added to the wall clock, a stay across the change could end before it began.
+    entry = (local + timedelta(days=day)).astimezone(UTC)
     exit_ = entry + timedelta(minutes=units * tariff.unit_minutes)
     assert price_stay(tariff, entry, exit_) == reference_price(tariff, entry, exit_)
 
