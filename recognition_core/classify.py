@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from crosspark.plate import ALPHABET
+from recognition_core.reader import conv2d
 
 #: (height, width) of a prepared glyph; a plate character is 45 × 90 mm, so 1 : 2.
 GLYPH_SHAPE = (32, 16)
@@ -108,27 +109,6 @@ def prepare_glyph(char_gray: np.ndarray) -> np.ndarray:
     return glyph
 
 
-def _conv3x3_relu_pool(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """3×3 'same' convolution + bias + ReLU + 2×2 max-pool on NHWC float32; ``w`` is (9·C, O) in
-    (dy, dx, channel) order. The nine shifted views are copied side by side (im2col), then one
-    matrix product does the convolution. The pool comes before the bias and the ReLU: both are
-    monotonic and the bias is the same for every pixel of a channel, so the result is the same,
-    on a quarter of the pixels."""
-    n, h, wd, c = x.shape
-    padded = np.zeros((n, h + 2, wd + 2, c), np.float32)
-    padded[:, 1:-1, 1:-1] = x
-    cols = np.empty((n, h, wd, 9, c), np.float32)
-    for k in range(9):
-        dy, dx = divmod(k, 3)
-        cols[:, :, :, k] = padded[:, dy : dy + h, dx : dx + wd]
-    y = (cols.reshape(n * h * wd, 9 * c) @ w).reshape(n, h // 2, 2, wd // 2, 2, -1)
-    y = np.maximum(y[:, :, 0], y[:, :, 1])
-    y = np.maximum(y[:, :, :, 0], y[:, :, :, 1])
-    y += b
-    np.maximum(y, 0.0, out=y)
-    return y
-
-
 class CharClassifier:
     """The plate-character network; ``predict_proba`` maps glyphs to class probabilities over ``ALPHABET``."""
 
@@ -161,7 +141,7 @@ class CharClassifier:
         x *= 1.0 / 255.0
         x -= 0.5
         for w, b in self._convs:
-            x = _conv3x3_relu_pool(x, w, b)
+            x = conv2d(x, w, b, 3, 3, 1, 1, relu=True, pool=(2, 2))  # 'same' 3×3, then 2×2 max-pool
         h = x.reshape(n, -1) @ self._fc1[0]
         h += self._fc1[1]
         np.maximum(h, 0.0, out=h)

@@ -19,7 +19,7 @@ import numpy as np
 from crosspark.plate import ALPHABET, PlateError
 from recognition_core.decode import best_plate
 
-__all__ = ["INPUT_SHAPE", "PlateReader", "load_reader", "prepare_plate"]
+__all__ = ["INPUT_SHAPE", "PlateReader", "conv2d", "load_reader", "prepare_plate"]
 
 #: (height, width) of the gray input of weights that do not name theirs (``input_shape``).
 INPUT_SHAPE = (24, 96)
@@ -38,7 +38,7 @@ def prepare_plate(bgr_or_gray: np.ndarray, shape: tuple[int, int] = INPUT_SHAPE)
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
-def _conv(
+def conv2d(
     x: np.ndarray,
     w: np.ndarray,
     b: np.ndarray,
@@ -99,7 +99,7 @@ class PlateReader:
             raise ValueError("reader weights were trained for a different alphabet; retrain them")
         shape = params.get("input_shape")
         self.input_shape: tuple[int, int] = INPUT_SHAPE if shape is None else (int(shape[0]), int(shape[1]))
-        # a conv layer carries the pool that follows it, if any: ``_conv`` takes it before the
+        # a conv layer carries the pool that follows it, if any: ``conv2d`` takes it before the
         # bias and the ReLU; a pool after anything else stays a layer of its own
         self._layers: list[tuple[str, tuple[int, ...], np.ndarray | None, np.ndarray | None]] = []
         conv = 0
@@ -139,7 +139,7 @@ class PlateReader:
             if kind == "conv":
                 assert w is not None and b is not None
                 kh, kw, ph, pw, relu, pool_h, pool_w = nums
-                x = _conv(x, w, b, kh, kw, ph, pw, relu=bool(relu), pool=(pool_h, pool_w))
+                x = conv2d(x, w, b, kh, kw, ph, pw, relu=bool(relu), pool=(pool_h, pool_w))
             else:
                 x = _pool(x, nums[0], nums[1])
         logits = x[:, 0]  # (N, T, classes): the height has collapsed to 1

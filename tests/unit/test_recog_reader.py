@@ -16,9 +16,9 @@ from recognition_core.reader import (
     BLANK,
     INPUT_SHAPE,
     PlateReader,
-    _conv,
     _pool,
     best_path,
+    conv2d,
     decode_columns,
     load_reader,
 )
@@ -47,7 +47,7 @@ def test_conv_equals_a_sum_of_shifted_products(kh: int, kw: int, ph: int, pw: in
     x = rng.normal(size=(2, 3, 7, 4)).astype(np.float32)
     w = rng.normal(size=(kh * kw * 4, 5)).astype(np.float32)
     b = rng.normal(size=5).astype(np.float32)
-    got = _conv(x, w, b, kh, kw, ph, pw, relu=False)
+    got = conv2d(x, w, b, kh, kw, ph, pw, relu=False)
     np.testing.assert_allclose(got, _conv_by_shifts(x, w, b, kh, kw, ph, pw), rtol=1e-4, atol=1e-4)
 
 
@@ -57,8 +57,8 @@ def test_a_conv_pooled_before_its_bias_and_relu_equals_one_pooled_after(pool: tu
     x = rng.normal(size=(3, 6, 9, 4)).astype(np.float32)  # odd width: the pool drops a ragged column
     w = rng.normal(size=(9 * 4, 5)).astype(np.float32)
     b = rng.normal(size=5).astype(np.float32)
-    got = _conv(x, w, b, 3, 3, 1, 1, relu=True, pool=pool)
-    np.testing.assert_array_equal(got, _pool(_conv(x, w, b, 3, 3, 1, 1, relu=True), *pool))
+    got = conv2d(x, w, b, 3, 3, 1, 1, relu=True, pool=pool)
+    np.testing.assert_array_equal(got, _pool(conv2d(x, w, b, 3, 3, 1, 1, relu=True), *pool))
 
 
 def _torch_forward_or_reference(params: dict[str, np.ndarray], plates: np.ndarray) -> tuple[np.ndarray, object]:
