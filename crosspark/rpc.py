@@ -3,7 +3,6 @@ domain errors to status codes and counts calls, so servicers stay thin."""
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,8 +89,9 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
     gRPC runs ``intercept_service`` on the server's one serving thread, which also moves every
     call's events: anything slow there delays every call behind it. So it only hands out the
-    method's wrapped handler (built once per method); the caller is authenticated in the handler,
-    on the worker thread that runs the call."""
+    method's handler, worked out once per method (wrapped, or as it is for health checking and
+    reflection); the caller is authenticated in the wrapped handler, on the worker thread that runs
+    the call."""
 
     def __init__(self, authenticator: TokenAuthenticator) -> None:
         self._auth = authenticator
@@ -102,11 +102,13 @@ class ServerInterceptor(grpc.ServerInterceptor):
         handler = self._kept.get(method)
         if handler is not None:
             return handler
-        access = _access(method)
         handler = continuation(handler_call_details)
-        if access is None or handler is None:  # health checking, reflection; unknown methods
-            return handler
-        handler = self._kept[method] = self._wrap(handler, method, access)
+        if handler is None:  # an unknown method: gRPC answers UNIMPLEMENTED
+            return None
+        access = method_access(method)
+        if access is not None:  # health checking and reflection have none: passed as they are
+            handler = self._wrap(handler, method, access)
+        self._kept[method] = handler
         return handler
 
     def _principal(self, context: grpc.ServicerContext, method: str, access: int) -> Principal | None:
@@ -174,12 +176,6 @@ class ServerInterceptor(grpc.ServerInterceptor):
         return _handler_factory(handler)(
             call, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
         )
-
-
-@functools.lru_cache(maxsize=1024)
-def _access(method: str) -> int | None:
-    """``method_access`` of a method, looked up in the descriptor pool once."""
-    return method_access(method)
 
 
 class BearerClientInterceptor(
