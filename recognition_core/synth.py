@@ -112,8 +112,11 @@ def available_fonts(kind: str) -> tuple[tuple[Path, str], ...]:
     return found
 
 
-def _plate_one(size_px: int) -> np.ndarray:
-    """A plate-style '1': a bar with a short flag, as on real plates (most fonts add a foot)."""
+def _plate_one(size_px: int, flag: bool) -> np.ndarray:
+    """A plate-style '1' (most fonts add a foot, and a flag plates mostly do not have): a plain
+    bar, alone in its mask so that it is drawn centred in its slot, or with a short flag."""
+    if not flag:
+        return np.full((size_px, max(2, size_px // 8)), 255, np.uint8)
     h, w = size_px, size_px // 2
     mask = np.zeros((h, w), np.uint8)
     bar = max(2, w // 3)
@@ -214,8 +217,8 @@ def render_plate(
     kernel = np.ones((3, 3), np.uint8)
     for i, (ch, (left_mm, right_mm)) in enumerate(zip(plate, spans, strict=True)):
         is_latin = ch in LETTERS or ch in DIGITS
-        if ch == "1" and rng.random() < 0.7:
-            mask = _plate_one(_GLYPH_PX)
+        if ch == "1" and (draw := rng.random()) < 0.7:  # as on plates: mostly a plain bar
+            mask = _plate_one(_GLYPH_PX, flag=draw >= 0.5)
         else:
             mask = glyph_mask(ch, fonts[1] if is_latin else fonts[0])
         if stroke > 0:

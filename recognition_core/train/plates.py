@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from crosspark.identity import PlateColor
-from crosspark.plate import PROVINCES
+from crosspark.plate import DIGITS, PROVINCES, is_valid
 from recognition_core.reader import prepare_plate
 from recognition_core.synth import font_count, glyph_mask, random_plate, render_plate
 from recognition_core.train.ccpd import char_boxes, level
@@ -24,6 +24,8 @@ from recognition_core.train.data import COLOR_WEIGHTS, _degrade, training_text
 
 #: Share of plate-free cuts in a synthetic set.
 NEGATIVE_SHARE = 0.08
+#: Share of synthetic plates given a run of one repeated digit (``_with_run``).
+RUN_SHARE = 0.15
 #: Plates rendered per task handed to a worker process.
 CHUNK = 500
 
@@ -82,14 +84,28 @@ def _low_resolution(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _with_run(text: str, rng: np.random.Generator) -> str:
+    """``text`` with two to five neighbouring serial characters made one digit (粤B99999, 黑AB4444):
+    frequent on real plates, where the reader must see the gap between equal characters, and rare
+    in random text. Unchanged where the run would make a valid plate invalid."""
+    n = int(rng.integers(2, 6))
+    start = int(rng.integers(2, len(text) - n + 1))
+    digit = DIGITS[int(rng.integers(len(DIGITS)))]
+    out = text[:start] + digit * n + text[start + n :]
+    return out if is_valid(out) or not is_valid(text) else text
+
+
 def _plate_text(rng: np.random.Generator) -> tuple[str, PlateColor]:
     colors = list(COLOR_WEIGHTS)
     weights = np.array(list(COLOR_WEIGHTS.values()))
     color = colors[rng.choice(len(colors), p=weights / weights.sum())]
     if rng.random() < 0.6:
-        return random_plate(rng, color)
-    # every character in every slot it may stand in, valid or not
-    return training_text(rng, 8 if color in (PlateColor.GREEN, PlateColor.YELLOW_GREEN) else 7), color
+        text, color = random_plate(rng, color)
+    else:  # every character in every slot it may stand in, valid or not
+        text = training_text(rng, 8 if color in (PlateColor.GREEN, PlateColor.YELLOW_GREEN) else 7)
+    if rng.random() < RUN_SHARE:
+        text = _with_run(text, rng)
+    return text, color
 
 
 def synthetic_plate(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, str]:
