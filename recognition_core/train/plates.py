@@ -117,10 +117,11 @@ def synthetic_plate(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[n
         text, color, px_per_mm=float(rng.uniform(0.2, 0.55)), rng=rng, fonts=fonts, stroke=int(rng.integers(-3, 7))
     )
     ph, pw = plate.image.shape[:2]
-    # output cut: the plate plus margins in [-5 %, +16 %] of its size on each side (a located
-    # candidate is rarely exact)
-    ml, mr = rng.uniform(-0.05, 0.16, 2) * pw
-    mt, mb = rng.uniform(-0.08, 0.24, 2) * ph
+    # output cut: the plate plus margins in [-5 %, +22 %] of its width on each side and [-8 %,
+    # +30 %] of its height (a located candidate is rarely exact, and the pipeline reads its cuts
+    # with two margins)
+    ml, mr = rng.uniform(-0.05, 0.22, 2) * pw
+    mt, mb = rng.uniform(-0.08, 0.30, 2) * ph
     out_w, out_h = round(pw + ml + mr), round(ph + mt + mb)
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     dst = src + np.array([ml, mt], np.float32)

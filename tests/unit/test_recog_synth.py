@@ -5,7 +5,14 @@ import pytest
 from crosspark.identity import PlateColor
 from crosspark.plate import is_valid, usual_colors
 from recognition_core.color import plate_color
-from recognition_core.synth import FontMissingError, char_layout, random_plate, render_gate_photos, render_plate
+from recognition_core.synth import (
+    FontMissingError,
+    char_layout,
+    font_count,
+    random_plate,
+    render_gate_photos,
+    render_plate,
+)
 
 try:
     render_plate("京A12345", PlateColor.BLUE)
@@ -80,3 +87,21 @@ def test_gate_photo_plates_keep_their_colour_under_the_scene_lighting(color):
         matrix = cv2.getPerspectiveTransform(scene.corners.astype(np.float32), target)
         right += plate_color(cv2.warpPerspective(scene.image, matrix, (width, 140)))[0] is color
     assert right >= 5
+
+
+def test_a_plain_one_is_drawn_as_a_bar_centred_in_its_slot() -> None:
+    # seeds whose first draw for the '1' picks the plain bar: its ink is one narrow column block
+    # in the middle of its box
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        draw = np.random.default_rng(seed)
+        draw.integers(font_count("cjk")), draw.integers(font_count("latin"))
+        if draw.random() >= 0.5:
+            continue
+        plate = render_plate("京A11111", PlateColor.BLUE, px_per_mm=1.0, rng=rng)
+        x0, _, x1, _ = plate.boxes[2]
+        slot_left, slot_right = char_layout(7)[1][2]
+        assert x1 - x0 <= 0.4 * (slot_right - slot_left)
+        assert abs((x0 + x1) / 2 - (slot_left + slot_right) / 2) <= 2
+        return
+    pytest.fail("no seed drew a plain bar")

@@ -47,3 +47,27 @@ def test_repainting_a_ccpd_crop_changes_its_province_and_keeps_the_rest() -> Non
     assert all(text[1:] == crop.plate[1:] and text[0] in PROVINCES for _, text in painted)
     assert len({text[0] for _, text in painted}) > 1
     assert all(img.shape == crop.bgr.shape for img, _ in painted)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_run_of_one_digit_keeps_a_valid_plate_valid(seed: int) -> None:
+    from crosspark.plate import DIGITS, is_valid
+    from recognition_core.synth import random_plate
+
+    rng = np.random.default_rng(seed)
+    text, _ = random_plate(rng, PlateColor.BLUE)
+    out = plates._with_run(text, rng)
+    assert len(out) == len(text) and out[:2] == text[:2]
+    assert is_valid(out)
+    if out != text:  # changed: the changed characters are one digit repeated, two or more times
+        changed = {b for a, b in zip(text, out, strict=True) if a != b}
+        assert len(changed) == 1 and changed <= set(DIGITS)
+        digit = changed.pop()
+        assert digit * 2 in out
+
+
+def test_runs_of_one_digit_are_in_a_share_of_the_set() -> None:
+    _, texts = plates.make_set(400, seed=2, shape=(24, 96), negative_share=0.0, workers=1)
+    runs = sum(any(d * 3 in t for d in "0123456789") for t in texts)
+    # 15 % get a run of 2 to 5 (3 or more in about half of them); random text rarely has one
+    assert 0.03 * len(texts) < runs < 0.2 * len(texts)
