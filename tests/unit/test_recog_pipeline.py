@@ -244,7 +244,7 @@ def test_the_segmenting_reader_skips_a_cut_covered_by_a_surer_read(monkeypatch: 
     fused read passes ``covered_at`` the other is not read again. A cut elsewhere still is."""
     seen: list[int] = []
 
-    def read_crop(cut: np.ndarray, hint: object = None, color: object = None) -> pipeline._Read:
+    def read_crop(cut: np.ndarray, hint: object = None, color: object = None, tight: bool = True) -> pipeline._Read:
         seen.append(int(cut[0, 0, 0]))
         return pipeline._Read("京A12345", PlateColor.BLUE, 0.99)
 
@@ -252,11 +252,11 @@ def test_the_segmenting_reader_skips_a_cut_covered_by_a_surer_read(monkeypatch: 
     cuts = [np.full((8, 16, 3), i, np.uint8) for i in range(3)]
     wholes = [pipeline._Read("京A12345", PlateColor.BLUE, c) for c in (0.6, 0.9, 0.8)]
     boxes = [np.array(b, np.float64) for b in ([0, 0, 100, 30], [2, 0, 102, 30], [300, 0, 400, 30])]
-    reads = pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=0.5)  # fused: 0.99 · 0.7
+    reads = pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=0.5, tight=False)  # fused: 0.99 · 0.7
     assert seen == [1, 2]  # surest first; cut 0 overlaps cut 1's sure read
     assert reads[0] is None and reads[1] is not None and reads[2] is not None
     seen.clear()
-    pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=1.0)  # nothing is sure enough
+    pipeline._combined_reads(cuts, [None] * 3, wholes, boxes, covered_at=1.0, tight=False)  # nothing is sure enough
     assert sorted(seen) == [0, 1, 2]
 
 
@@ -298,3 +298,17 @@ def test_the_eval_curve_reads_fewer_plates_at_a_higher_threshold(tmp_path: Path)
     shipped = alpr_eval.evaluate_photos(tmp_path, None, [])
     assert shipped["outputs"] >= 2 and shipped["read_rate"] >= 2 / 3
     assert alpr_eval.evaluate_photos(tmp_path, None, [], None, 1.01)["outputs"] == 0
+
+
+def test_the_colour_of_a_cut_is_taken_inside_the_candidate_not_from_the_car_around_it() -> None:
+    from recognition_core.color import plate_color
+    from recognition_core.locate import CROP_MARGIN_X, CROP_MARGIN_Y
+
+    plate, _ = draw_plate(px_per_mm=0.15, text="A88888")  # a small plate: thick strokes for its size
+    h, w = plate.shape[:2]
+    mx, my = round(CROP_MARGIN_X * w), round(CROP_MARGIN_Y * h)
+    cut = np.full((h + 2 * my, w + 2 * mx, 3), 235, np.uint8)  # a white car body in the margins
+    cut[my : my + h, mx : mx + w] = plate
+    assert plate_color(cut)[0] is not PlateColor.BLUE  # the margins outvote the plate when counted
+    assert pipeline._cut_color(cut, tight=False) is PlateColor.BLUE
+    assert pipeline._cut_color(plate, tight=True) is PlateColor.BLUE
