@@ -24,8 +24,8 @@ from recognition_core.reader import (
 )
 
 CCPD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "alpr" / "ccpd-crops-dev"
-#: A few points under the shipped weights' held-out figure, 0.87 (``weights/reader.json``).
-HELD_OUT_FLOOR = 0.83
+#: A few points under the shipped weights' held-out figure, 0.84 (``weights/reader.json``).
+HELD_OUT_FLOOR = 0.81
 
 
 def _conv_by_shifts(x: np.ndarray, w: np.ndarray, b: np.ndarray, kh: int, kw: int, ph: int, pw: int) -> np.ndarray:
