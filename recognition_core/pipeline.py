@@ -350,12 +350,12 @@ def _combined_reads(
     tight: bool,
 ) -> list[_Read | None]:
     """The combined reader's reads of ``cuts`` (``tight`` as in ``_read_crop``), given the
-    sequence reader's (``wholes``). The
-    segmenting reader (a layout fit and a classifier batch per cut, about a quarter of a photo's
-    time) takes the cuts surest first, and skips a cut whose box overlaps (``COVERED_IOU``) that
-    of a read already ``covered_at`` confident: ``recognize`` keeps one read per plate, so a
-    second read of a plate already read surely is mostly work thrown away (it could only replace
-    the first by being surer still: on the dev photos no plate read changes, one box does)."""
+    sequence reader's (``wholes``). The segmenting reader (a layout fit and a classifier batch per
+    cut, about a quarter of a photo's time) takes the cuts surest first, and skips a cut whose box
+    overlaps (``COVERED_IOU``) that of a read already ``covered_at`` confident: ``recognize`` keeps
+    one read per plate, so a second read of a plate already read surely is mostly work thrown away
+    (it could only replace the first by being surer still: on the dev photos no plate read
+    changes, one box does)."""
     reads: list[_Read | None] = [None] * len(cuts)
     surety = [-1.0 if whole is None else whole.confidence for whole in wholes]
     order = sorted(range(len(cuts)), key=lambda i: -surety[i])
