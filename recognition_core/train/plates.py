@@ -118,8 +118,8 @@ def synthetic_plate(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[n
     )
     ph, pw = plate.image.shape[:2]
     # output cut: the plate plus margins in [-5 %, +22 %] of its width on each side and [-8 %,
-    # +30 %] of its height (a located candidate is rarely exact, and the pipeline reads its cuts
-    # with two margins)
+    # +30 %] of its height (a located candidate is rarely exact, and the pipeline reads each
+    # candidate at several margins: ``pipeline.SEQUENCE_LOOKS``)
     ml, mr = rng.uniform(-0.05, 0.22, 2) * pw
     mt, mb = rng.uniform(-0.08, 0.30, 2) * ph
     out_w, out_h = round(pw + ml + mr), round(ph + mt + mb)
