@@ -45,6 +45,21 @@ def test_plate_color_reads_a_dim_desaturated_blue_plate_as_blue():
     assert plate_color(image)[0] is PlateColor.BLUE
 
 
+GREEN_CAST = np.array([0.3, 1.0, 0.45])  # BGR gains: a blue background turns green (hue 65)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_plate_color_calls_light_characters_on_a_cast_background_blue(seed):
+    image = np.clip(rendered(PlateColor.BLUE, seed) * GREEN_CAST, 0, 255).astype(np.uint8)
+    assert plate_color(image)[0] is PlateColor.BLUE
+
+
+@pytest.mark.parametrize("color", [PlateColor.YELLOW, PlateColor.WHITE, PlateColor.GREEN])
+def test_a_cast_leaves_dark_characters_on_a_light_plate_dark(color):
+    image = np.clip(rendered(color, 4) * GREEN_CAST, 0, 255).astype(np.uint8)
+    assert is_dark_text(plate_color(image)[0])
+
+
 def test_plate_color_rejects_a_gray_image():
     with pytest.raises(ValueError):
         plate_color(np.zeros((30, 100), np.uint8))
