@@ -134,13 +134,12 @@ def plate_color(plate_bgr: np.ndarray) -> tuple[PlateColor, float]:
     else:
         color = PlateColor.WHITE if val >= _LIGHT_VALUE else PlateColor.BLACK
         confidence = min(1.0, abs(val - _LIGHT_VALUE) / 60.0) * (1.0 - min(1.0, sat / 40.0) * 0.5)
-    if bright_share <= _LIGHT_TEXT_SHARE and color is not PlateColor.BLUE:
+    if bright_share <= _LIGHT_TEXT_SHARE and is_dark_text(color):
         # light characters on a darker background: only blue and black plates look so. A colour
-        # cast tints a blue background green or violet, or spreads its hue too wide to count (on
-        # the dev photos: 3 of 154 located plates, called white, green and black); blue is by far
-        # the commoner, so a background with a blue plate's saturation is blue
-        if sat >= _MIN_SATURATION["blue"] and lit:
-            color, confidence = PlateColor.BLUE, 0.5
-        elif is_dark_text(color):
-            color, confidence = PlateColor.BLACK, 0.5
+        # cast tints a blue background green or violet (on the dev photos: 2 of 154 located
+        # plates, called green and white); a background with a blue plate's saturation is blue.
+        # (Telling a dim blue background from a black one stays with the hue: a black plate's
+        # background in coloured light is as saturated as a dim blue one.)
+        blue = sat >= _MIN_SATURATION["blue"] and lit
+        color, confidence = (PlateColor.BLUE if blue else PlateColor.BLACK), 0.5
     return color, float(confidence)

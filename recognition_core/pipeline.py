@@ -382,7 +382,12 @@ def _fused(segmented: _Read | None, whole: _Read | None, alone_discount: float =
     """The combined reader's read. Where both readers place the same number of characters, their
     per-slot probabilities are multiplied (two independent opinions) and the grammar decodes the
     product: agreeing reads grow surer, a slot they disagree on ends as unsure as the weaker
-    opinion leaves it. Otherwise the surer read stands, at ``alone_discount`` (nothing confirms it)."""
+    opinion leaves it. In a slot where their best characters differ, no character ends surer than
+    the surer of the two readers made it: normalising the product would otherwise turn two weak,
+    conflicting opinions into a confident one (on the dev photos, a 1 read as 1 at 0.75 by one
+    reader and as J at 0.34 by the other came out J at 0.92; the cap costs one right read whose
+    province only one reader backed, at 0.67). Otherwise the surer read stands, at
+    ``alone_discount`` (nothing confirms it)."""
     if segmented is None or whole is None:
         alone = segmented or whole
         if alone is None:
@@ -391,6 +396,8 @@ def _fused(segmented: _Read | None, whole: _Read | None, alone_discount: float =
     if segmented.rows is not None and whole.rows is not None and segmented.rows.shape == whole.rows.shape:
         product = segmented.rows * whole.rows
         product /= np.maximum(product.sum(axis=1, keepdims=True), 1e-300)
+        disputed = segmented.rows.argmax(axis=1) != whole.rows.argmax(axis=1)
+        product[disputed] = np.minimum(product[disputed], np.maximum(segmented.rows, whole.rows)[disputed])
         read = _decoded(product)
         if read is not None:
             color = whole.color if len(read[0]) == 8 else segmented.color

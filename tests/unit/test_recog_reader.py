@@ -196,6 +196,18 @@ def test_combined_reader_decides_a_disputed_slot_on_both_opinions() -> None:
     assert read is not None and read.plate == "京A12347"
 
 
+def test_combined_reader_is_no_surer_of_a_disputed_slot_than_the_reader_backing_it() -> None:
+    # the dev photos' 浙A546J4: one reader 1 at 0.75 (J 0.25), the other J at 0.34 (1 about 0):
+    # the product makes J the better, but only as sure as the 0.34 behind it, not 0.9
+    seq = _rows("京A12341", 0.75, slot=6, other="J", q=0.25)
+    seg = _rows("京A1234J", 0.9)
+    seg[6] = 1e-4
+    seg[6, [ALPHABET.index("J"), ALPHABET.index("T"), ALPHABET.index("7")]] = 0.34, 0.33, 0.32
+    read = pipeline._fused(_read("京A1234J", seg), _read("京A12341", seq))
+    assert read is not None and read.plate == "京A1234J"
+    assert read.confidence <= 0.34 + 1e-9
+
+
 def test_combined_reader_is_unsure_where_both_readers_are_sure_of_different_characters() -> None:
     read = pipeline._fused(_read("京A12341", _rows("京A12341", 0.9)), _read("京A12347", _rows("京A12347", 0.9)))
     assert read is not None and read.confidence < 0.6  # about even between the two
