@@ -183,9 +183,17 @@ def test_platform_card_ids_take_under_fifty_bytes_a_card() -> None:
 
 @pytest.mark.parametrize(
     "card_id",
-    ["card_7ZZZZZZZZZZZZZZZZZZZZZZZZZ", "card_00000000000000000000000000", "card_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
-     "card_01m861tqv14xpmpd4t00001234", "card_01M861TQV14XPMPD4T0000123", "card_01M861TQV14XPMPD4T000012345",
-     "CARD_01M861TQV14XPMPD4T00001234", "c1", "卡_01"],
+    [
+        "card_7ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "card_00000000000000000000000000",
+        "card_8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        "card_01m861tqv14xpmpd4t00001234",
+        "card_01M861TQV14XPMPD4T0000123",
+        "card_01M861TQV14XPMPD4T000012345",
+        "CARD_01M861TQV14XPMPD4T00001234",
+        "c1",
+        "卡_01",
+    ],
 )
 def test_every_card_id_comes_back_as_given(card_id: str) -> None:
     cache = fed(*snapshot(2, [entry("粤B11111", card_id, 1), entry("粤B22222", "card_01M861TQV14XPMPD4T00000001", 2)]))

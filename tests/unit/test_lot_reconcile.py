@@ -11,20 +11,44 @@ from settlement.tariff import Band, Tariff, TariffKind
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 ISSUED = T0 + timedelta(days=1)
-TARIFF = Tariff(TariffKind.PER_TIME, unit_minutes=60, bands=(Band(0, 300),), version=1,
-                effective_from=T0 - timedelta(days=30))
+TARIFF = Tariff(
+    TariffKind.PER_TIME, unit_minutes=60, bands=(Band(0, 300),), version=1, effective_from=T0 - timedelta(days=30)
+)
 
 
 def stay(stay_id: str, hours: float = 2, split_after: float | None = None, delivered: bool = True) -> LotStay:
     exit_at = T0 + timedelta(hours=hours)
-    return LotStay(stay_id, "card_1", "粤B12345", "blue", T0, exit_at,
-                   T0 + timedelta(hours=split_after) if split_after is not None else None,
-                   T0 + timedelta(hours=3) if delivered else None)
+    return LotStay(
+        stay_id,
+        "card_1",
+        "粤B12345",
+        "blue",
+        T0,
+        exit_at,
+        T0 + timedelta(hours=split_after) if split_after is not None else None,
+        T0 + timedelta(hours=3) if delivered else None,
+    )
 
 
 def line(stay_id: str, fee: int, no: int = 1, kind: str = "STAY") -> StatementLine:
-    return StatementLine(no, kind, stay_id, "card_1", "粤B12345", "blue", T0, T0 + timedelta(hours=2), 7200, 2, 0, 1,
-                         fee, stay_id, "x", adjusts="stmt#1" if kind == "ADJUSTMENT" else "")
+    return StatementLine(
+        no,
+        kind,
+        stay_id,
+        "card_1",
+        "粤B12345",
+        "blue",
+        T0,
+        T0 + timedelta(hours=2),
+        7200,
+        2,
+        0,
+        1,
+        fee,
+        stay_id,
+        "x",
+        adjusts="stmt#1" if kind == "ADJUSTMENT" else "",
+    )
 
 
 def results(outcome) -> dict[str, LineResult]:  # type: ignore[no-untyped-def]
@@ -74,6 +98,16 @@ def test_reports_name_every_disputed_stay() -> None:
 
 
 def test_refused_report_says_why() -> None:
-    header = ReportHeader("lot-a", "stmt_lot-a_1", T0, ISSUED, "Asia/Shanghai", ISSUED, ISSUED, "", "REFUSED",
-                          "SHA-256 of the file does not match the published digest")
+    header = ReportHeader(
+        "lot-a",
+        "stmt_lot-a_1",
+        T0,
+        ISSUED,
+        "Asia/Shanghai",
+        ISSUED,
+        ISSUED,
+        "",
+        "REFUSED",
+        "SHA-256 of the file does not match the published digest",
+    )
     assert "does not match" in render_html(header, None) and b"# verdict: REFUSED" in render_csv(header, None)
