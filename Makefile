@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy crosspark card_service settlement lot_node
+	$(BIN)/mypy crosspark card_service settlement lot_node recognition_core
 
 install: $(STAMP)
 
