@@ -26,12 +26,6 @@ from recognition_core.train.data import COLOR_WEIGHTS, _degrade, training_text
 NEGATIVE_SHARE = 0.08
 #: Share of synthetic plates given a run of one repeated digit (``_with_run``).
 RUN_SHARE = 0.15
-#: Share of synthetic plates set among clutter (``_clutter``: grilles, lamps, badges) instead of a
-#: plain car body, and share given a holder's frame: what stands beside a real plate in a cut
-#: with margins, which the reader must not read as characters (on the dev photos it read the
-#: edge of a white car body beside a clean plate as W or Z).
-CLUTTER_SHARE = 0.4
-FRAME_SHARE = 0.3
 #: Plates rendered per task handed to a worker process.
 CHUNK = 500
 
@@ -140,23 +134,10 @@ def synthetic_plate(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[n
     matrix = cv2.getPerspectiveTransform(src, dst)
     img = cv2.warpPerspective(plate.image.astype(np.float32), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
     mask = cv2.warpPerspective(np.ones((ph, pw), np.float32), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
-    around = _clutter(rng, out_h, out_w) if rng.random() < CLUTTER_SHARE else _background(rng, out_h, out_w)
-    if rng.random() < FRAME_SHARE:
-        _draw_frame(around, dst, rng)
-    img = img * mask[..., None] + around * (1 - mask[..., None])
+    img = img * mask[..., None] + _background(rng, out_h, out_w) * (1 - mask[..., None])
     if rng.random() < 0.3:
         img = _low_resolution(img, rng)
     return prepare_plate(_degrade(img, rng), shape), text
-
-
-def _draw_frame(img: np.ndarray, corners: np.ndarray, rng: np.random.Generator) -> None:
-    """A plate holder's frame on ``img``: a band a few pixels outside the plate's ``corners``
-    (4 × 2, clockwise from the top left), dark, chrome or the car's colour."""
-    thickness = int(rng.integers(1, 5))
-    gap = thickness / 2 + float(rng.uniform(1, 4))  # clear of the plate by a pixel or more
-    grown = corners + np.sign(corners - corners.mean(axis=0)) * gap
-    color = tuple(float(v) for v in rng.uniform(0, 255, 3))
-    cv2.polylines(img, [np.round(grown).astype(np.int32)], True, color, thickness)
 
 
 def negative_cut(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:

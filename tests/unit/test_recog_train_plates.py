@@ -71,17 +71,3 @@ def test_runs_of_one_digit_are_in_a_share_of_the_set() -> None:
     runs = sum(any(d * 3 in t for d in "0123456789") for t in texts)
     # 15 % get a run of 2 to 5 (3 or more in about half of them); random text rarely has one
     assert 0.03 * len(texts) < runs < 0.2 * len(texts)
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_a_holders_frame_is_drawn_around_the_plate_not_on_it(seed: int) -> None:
-    import cv2
-
-    img = np.zeros((60, 200, 3), np.float32)
-    corners = np.array([[30, 12], [170, 14], [168, 48], [32, 46]], np.float32)
-    plates._draw_frame(img, corners, np.random.default_rng(seed))
-    plate = np.zeros((60, 200), np.uint8)
-    cv2.fillPoly(plate, [corners.astype(np.int32)], 1)
-    inner = cv2.erode(plate, np.ones((3, 3), np.uint8)).astype(bool)
-    drawn = img.any(axis=2)
-    assert drawn.any() and not drawn[inner].any()
